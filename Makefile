@@ -1,0 +1,24 @@
+# The two commands of README.md: `make demo` and `make test`.
+# Both create .venv with the system python3 (3.11+) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/demo
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: setup demo test clean
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) scripts/demo.py --workdir $(WORKDIR)
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,24 @@
+"""The embedded demo: generated videos in UCF-101 layout, small and fast on 2 CPU cores.
+
+`scripts/demo.py` fills in data.root and data.features_dir under its --workdir.
+Differs from default.py: 112 px frames, T = 16, 2x2 grid pooling (the demo's
+motion classes need coarse position, which global average pooling discards),
+and a shorter schedule.
+"""
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.extract.image_size = 112
+  c.extract.num_frames = 16
+  c.extract.pooling = "grid"
+  c.extract.grid_size = 2
+  c.extract.batch_size = 128
+  c.extract.shard_size = 64
+  c.extract.num_workers = 2
+  c.train.batch_size = 16
+  c.train.num_epochs = 40
+  c.train.learning_rate = 3e-3
+  c.eval.batch_size = 32
+  return c

@@ -1,0 +1,38 @@
+"""Prints the top-k classes, with probabilities, of video files.
+
+  python scripts/predict.py --workdir runs/demo/gru path/to/video.avi [more.mp4 ...]
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from videojax.data.video import VideoError  # noqa: E402
+from videojax.predict import Predictor  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained run (scripts/train.py --workdir).",
+                               required=True)
+_TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print.")
+
+
+def main(argv):
+  if len(argv) < 2:
+    raise app.UsageError("give one or more video files")
+  predictor = Predictor(_WORKDIR.value)
+  status = 0
+  for path in argv[1:]:
+    try:
+      top = predictor.top_k(path, _TOP_K.value)
+    except VideoError as e:
+      print(f"{path}: error: {e}")
+      status = 1
+      continue
+    print(path)
+    for name, p in top:
+      print(f"  {p:7.2%}  {name}")
+  return status
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,30 @@
+"""Trains a temporal model on extracted features and evaluates it on the test split.
+
+  python scripts/train.py --config configs/default.py --workdir runs/r18_gru \
+      --config.data.features_dir=/data/feats_r18 --config.model.name=gru
+
+Re-running with the same --workdir resumes from the latest checkpoint.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from videojax import train  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.",
+                               required=True)
+
+
+def main(argv):
+  del argv
+  if not _CONFIG.value.data.features_dir:
+    raise app.UsageError("set --config.data.features_dir=PATH (made by extract_features.py)")
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,100 @@
+"""HDF5 feature shards: round trip, atomicity, and refusal of inconsistent files."""
+import numpy as np
+import pytest
+
+from videojax.data import features as F
+
+SPEC = {"backbone": "resnet18", "num_frames": 4, "image_size": 32}
+CLASSES = ["a", "b", "c"]
+
+
+def _arrays(n=5, t=4, d=3, seed=0):
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(1, t + 1, n).astype(np.int32)
+  feats = rng.normal(size=(n, t, d)).astype(np.float32)
+  feats[np.arange(t)[None, :] >= lengths[:, None]] = 0
+  return dict(features=feats, lengths=lengths, labels=rng.integers(0, 3, n),
+              video_ids=[f"c/v_{i}" for i in range(n)])
+
+
+def _write(tmp_path, split="train", index=0, count=1, spec=SPEC, classes=CLASSES, **kw):
+  arrays = {**_arrays(), **kw}
+  return F.write_shard(tmp_path / F.shard_name(split, index, count), class_names=classes,
+                       spec=spec, **arrays), arrays
+
+
+def test_round_trip_stores_float16_and_everything_else(tmp_path):
+  _, a = _write(tmp_path, failed=[["c/v_bad", "cannot decode"]])
+  fs = F.load_split(tmp_path, "train", expect_spec=SPEC)
+  assert fs.features.dtype == np.float16
+  np.testing.assert_allclose(fs.features, a["features"], atol=2e-3)  # float16 rounding
+  np.testing.assert_array_equal(fs.lengths, a["lengths"])
+  np.testing.assert_array_equal(fs.labels, a["labels"])
+  assert fs.video_ids == a["video_ids"] and fs.class_names == CLASSES
+  assert fs.failed == [["c/v_bad", "cannot decode"]] and fs.spec == SPEC
+
+
+def test_shards_concatenate_in_order_and_take_selects(tmp_path):
+  _write(tmp_path, index=0, count=2, video_ids=[f"x/{i}" for i in range(5)])
+  _write(tmp_path, index=1, count=2, video_ids=[f"y/{i}" for i in range(5)])
+  fs = F.load_split(tmp_path, "train")
+  assert len(fs) == 10 and fs.video_ids[5] == "y/0"
+  sub = fs.take([7, 2])
+  assert sub.video_ids == ["y/2", "x/2"]
+  np.testing.assert_array_equal(sub.features[0], fs.features[7])
+
+
+def test_temporary_files_never_count_and_missing_shards_are_named(tmp_path):
+  _write(tmp_path, index=0, count=2)
+  (tmp_path / f".{F.shard_name('train', 1, 2)}.tmp-99").write_bytes(b"half written")
+  with pytest.raises(F.FeatureError, match=r"incomplete.*\[1\] of 2"):
+    F.load_split(tmp_path, "train")
+
+
+def test_no_shards_and_corrupt_file_raise_with_path(tmp_path):
+  with pytest.raises(F.FeatureError, match="no feature shards for split 'test'"):
+    F.load_split(tmp_path, "test")
+  bad = tmp_path / F.shard_name("test", 0, 1)
+  bad.write_bytes(b"not hdf5 at all")
+  with pytest.raises(F.FeatureError, match=str(bad)):
+    F.load_split(tmp_path, "test")
+
+
+def test_other_extraction_settings_are_refused_naming_the_key(tmp_path):
+  _write(tmp_path)
+  with pytest.raises(F.FeatureError, match="num_frames: expected 8, found 4"):
+    F.load_split(tmp_path, "train", expect_spec={**SPEC, "num_frames": 8})
+  _write(tmp_path, index=0, count=2)
+  _write(tmp_path, index=1, count=2, spec={**SPEC, "image_size": 64})
+  (tmp_path / F.shard_name("train", 0, 1)).unlink()
+  with pytest.raises(F.FeatureError, match="image_size"):
+    F.load_split(tmp_path, "train")
+
+
+def test_shards_with_different_class_lists_are_refused(tmp_path):
+  _write(tmp_path, index=0, count=2)
+  _write(tmp_path, index=1, count=2, classes=["a", "b", "z"])
+  with pytest.raises(F.FeatureError, match="class list differs"):
+    F.load_split(tmp_path, "train")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["features"].__setitem__((1, 0, 0), np.nan), "NaN or inf"),
+    (lambda a: a["features"].__setitem__((1, 0, 0), 1e6), "NaN or inf"),  # float16 overflow
+    (lambda a: a["lengths"].__setitem__(2, 9), r"lengths must lie in \[0, 4\]"),
+    (lambda a: a["labels"].__setitem__(0, 3), r"labels must lie in \[0, 3\)"),
+    (lambda a: a.__setitem__("lengths", a["lengths"][:3]), "need lengths and labels"),
+    (lambda a: a.__setitem__("features", a["features"][:, :, 0]), r"must be \[n, t, d\]"),
+])
+def test_bad_arrays_are_refused_and_nothing_is_written(tmp_path, change, message):
+  a = _arrays()
+  change(a)
+  path = tmp_path / F.shard_name("train", 0, 1)
+  with pytest.raises(F.FeatureError, match=message):
+    F.write_shard(path, class_names=CLASSES, spec=SPEC, **a)
+  assert not list(tmp_path.iterdir())
+
+
+def test_spec_hash_is_stable_and_sensitive():
+  assert F.spec_hash({"a": 1, "b": 2}) == F.spec_hash({"b": 2, "a": 1})
+  assert F.spec_hash({"a": 1}) != F.spec_hash({"a": 2})

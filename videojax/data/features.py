@@ -1,0 +1,266 @@
+"""Per-frame features on disk: compressed HDF5 shards written once, read many times.
+
+A feature directory holds, for each split, shards named
+`<split>-<iiiii>-of-<nnnnn>.h5`, each with
+
+  features   f16[n, t, d]  frames past `lengths[i]` are zeros and carry no meaning
+  lengths    i32[n]        number of real frames of each clip (the mask)
+  labels     i32[n]        0-indexed class
+  video_ids  str[n]        path relative to the dataset root, without extension
+
+and attributes `spec` (JSON of the extraction settings), `spec_hash`,
+`class_names` (JSON), `failed` (JSON list of [video_id, reason]) and the shard
+position. A shard is written under a temporary name and renamed when complete,
+so a file with the final name is always whole.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+_SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.h5$")
+
+
+class FeatureError(ValueError):
+  """Feature files that are missing, incomplete, corrupt or from another config."""
+
+
+def spec_hash(spec: Mapping[str, object]) -> str:
+  """A short stable hash of an extraction spec (JSON with sorted keys)."""
+  blob = json.dumps(dict(spec), sort_keys=True, default=str).encode()
+  return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+  return f"{split}-{index:05d}-of-{count:05d}.h5"
+
+
+@dataclasses.dataclass
+class FeatureSet:
+  """The examples of one split, in memory.
+
+  Attributes:
+    features: f16[n, t, d]; rows past `lengths` are zeros and carry no meaning.
+    lengths: i32[n] real frames per clip.
+    labels: i32[n] 0-indexed classes.
+    video_ids: n ids, paths relative to the dataset root without extension.
+    class_names: k names, index = label.
+    spec: the extraction settings the features were made with.
+    failed: [video_id, reason] of clips that could not be extracted.
+  """
+  features: np.ndarray
+  lengths: np.ndarray
+  labels: np.ndarray
+  video_ids: list[str]
+  class_names: list[str]
+  spec: dict
+  failed: list[list[str]]
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def num_frames(self) -> int:
+    return self.features.shape[1]
+
+  @property
+  def feature_dim(self) -> int:
+    return self.features.shape[2]
+
+  def take(self, indices: Sequence[int] | np.ndarray) -> FeatureSet:
+    """The examples at `indices`, in that order."""
+    indices = np.asarray(indices, dtype=np.int64)
+    return dataclasses.replace(
+        self, features=self.features[indices], lengths=self.lengths[indices],
+        labels=self.labels[indices],
+        video_ids=[self.video_ids[i] for i in indices])
+
+
+def validate_arrays(features: np.ndarray, lengths: np.ndarray, labels: np.ndarray,
+                    num_classes: int, where: str) -> None:
+  """Checks shapes, lengths, labels and finiteness; raises FeatureError naming `where`."""
+  if features.ndim != 3:
+    raise FeatureError(f"{where}: features must be [n, t, d], got shape {features.shape}")
+  n, t, _ = features.shape
+  if lengths.shape != (n,) or labels.shape != (n,):
+    raise FeatureError(
+        f"{where}: features {features.shape} need lengths and labels of shape ({n},), "
+        f"got {lengths.shape} and {labels.shape}")
+  bad = np.flatnonzero((lengths < 0) | (lengths > t))
+  if bad.size:
+    raise FeatureError(f"{where}: lengths must lie in [0, {t}]; example {bad[0]} has "
+                       f"{lengths[bad[0]]}")
+  bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+  if bad.size:
+    raise FeatureError(f"{where}: labels must lie in [0, {num_classes}); example {bad[0]} "
+                       f"has {labels[bad[0]]}")
+  finite = np.isfinite(features).reshape(n, -1).all(axis=1)
+  if not finite.all():
+    raise FeatureError(f"{where}: example {np.flatnonzero(~finite)[0]} has NaN or inf "
+                       "features")
+
+
+def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.ndarray,
+                labels: np.ndarray, video_ids: Sequence[str], class_names: Sequence[str],
+                spec: Mapping[str, object], failed: Sequence[Sequence[str]] = (),
+                compression_level: int = 4) -> pathlib.Path:
+  """Writes one shard atomically (temporary file, then rename).
+
+  Args:
+    path: final file name, `<dir>/<split>-<i>-of-<n>.h5`.
+    features: [n, t, d], stored as float16.
+    lengths: [n] real frames per clip.
+    labels: [n] 0-indexed classes.
+    video_ids: n ids.
+    class_names: all k class names.
+    spec: extraction settings; its hash marks the shard.
+    failed: [video_id, reason] of the shard's clips that could not be extracted.
+    compression_level: gzip level.
+
+  Raises:
+    FeatureError: inconsistent shapes, bad lengths or labels, or non-finite values
+      (also after the cast to float16, which overflows past 65504).
+  """
+  path = pathlib.Path(path)
+  with np.errstate(over="ignore"):  # overflow becomes inf, which validate_arrays reports
+    features = np.asarray(features).astype(np.float16)
+  lengths = np.asarray(lengths, dtype=np.int32)
+  labels = np.asarray(labels, dtype=np.int32)
+  validate_arrays(features, lengths, labels, len(class_names), str(path))
+  if len(video_ids) != len(labels):
+    raise FeatureError(f"{path}: {len(video_ids)} video ids for {len(labels)} examples")
+  _, t, d = features.shape
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  with h5py.File(tmp, "w") as f:
+    f.create_dataset("features", data=features, maxshape=(None, t, d),
+                     chunks=(1, t, d), compression="gzip",
+                     compression_opts=compression_level, shuffle=True)
+    f.create_dataset("lengths", data=lengths)
+    f.create_dataset("labels", data=labels)
+    f.create_dataset("video_ids", data=list(video_ids), dtype=h5py.string_dtype())
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["spec"] = json.dumps(dict(spec), sort_keys=True, default=str)
+    f.attrs["spec_hash"] = spec_hash(spec)
+    f.attrs["class_names"] = json.dumps(list(class_names))
+    f.attrs["failed"] = json.dumps([list(x) for x in failed])
+  os.replace(tmp, path)
+  return path
+
+
+def shard_paths(features_dir: str | os.PathLike, split: str) -> list[pathlib.Path]:
+  """The complete shards of `split`, sorted; FeatureError if any is missing.
+
+  Raises:
+    FeatureError: no shard of `split`, shards that disagree on their count, or
+      missing indices (an extraction that has not finished).
+  """
+  features_dir = pathlib.Path(features_dir)
+  found: dict[int, pathlib.Path] = {}
+  counts = set()
+  for p in sorted(features_dir.glob(f"{split}-*-of-*.h5")):
+    m = _SHARD_RE.match(p.name)
+    if m and m["split"] == split:
+      found[int(m["index"])] = p
+      counts.add(int(m["count"]))
+  if not found:
+    raise FeatureError(f"{features_dir}: no feature shards for split '{split}' "
+                       f"(expected files named {shard_name(split, 0, 1)!r} ...); "
+                       "run scripts/extract_features.py first")
+  if len(counts) != 1:
+    raise FeatureError(f"{features_dir}: shards of '{split}' disagree on their count "
+                       f"{sorted(counts)}; remove the stale ones")
+  (count,) = counts
+  missing = sorted(set(range(count)) - set(found))
+  if missing:
+    raise FeatureError(f"{features_dir}: extraction of '{split}' is incomplete, shards "
+                       f"{missing[:10]} of {count} are missing; run extraction again "
+                       "(finished shards are kept)")
+  return [found[i] for i in range(count)]
+
+
+def read_shard_attrs(path: str | os.PathLike) -> dict:
+  """The attributes of a shard: spec, spec_hash, class_names, failed.
+
+  Raises:
+    FeatureError: unreadable file or another format version.
+  """
+  try:
+    with h5py.File(path, "r") as f:
+      attrs = dict(f.attrs)
+  except OSError as e:
+    raise FeatureError(f"{path}: not a readable HDF5 feature shard ({e})") from e
+  if attrs.get("format_version") != FORMAT_VERSION:
+    raise FeatureError(f"{path}: feature format {attrs.get('format_version')}, "
+                       f"this code reads {FORMAT_VERSION}")
+  return {"spec": json.loads(attrs["spec"]), "spec_hash": str(attrs["spec_hash"]),
+          "class_names": json.loads(attrs["class_names"]),
+          "failed": json.loads(attrs["failed"])}
+
+
+def describe_mismatch(expected: Mapping[str, object], found: Mapping[str, object]) -> str:
+  """'key: expected X, found Y' for every differing key of two specs."""
+  keys = sorted(set(expected) | set(found))
+  diffs = [f"{k}: expected {expected.get(k)!r}, found {found.get(k)!r}" for k in keys
+           if expected.get(k) != found.get(k)]
+  return "; ".join(diffs) or "(same settings, different hash)"
+
+
+def load_split(features_dir: str | os.PathLike, split: str,
+               expect_spec: Mapping[str, object] | None = None,
+               shard_indices: Sequence[int] | None = None) -> FeatureSet:
+  """Reads the shards of `split` into memory.
+
+  Args:
+    features_dir: directory of shards.
+    split: e.g. 'train' or 'test'.
+    expect_spec: if given, every shard must have been made with exactly this spec.
+    shard_indices: read only these shards (each host of a multi-host run reads
+      its own); default all.
+
+  Returns:
+    The examples of the shards, in shard order.
+
+  Raises:
+    FeatureError: missing or incomplete shards, shards made with different specs
+      or class lists, shapes that disagree, non-finite values.
+  """
+  paths = shard_paths(features_dir, split)
+  if shard_indices is not None:
+    paths = [paths[i] for i in shard_indices]
+  first = read_shard_attrs(paths[0])
+  if expect_spec is not None and first["spec_hash"] != spec_hash(expect_spec):
+    raise FeatureError(f"{paths[0]}: made with other extraction settings: "
+                       f"{describe_mismatch(expect_spec, first['spec'])}")
+  parts, failed = [], []
+  for p in paths:
+    attrs = read_shard_attrs(p)
+    if attrs["spec_hash"] != first["spec_hash"]:
+      raise FeatureError(f"{p}: made with other settings than {paths[0]}: "
+                         f"{describe_mismatch(first['spec'], attrs['spec'])}")
+    if attrs["class_names"] != first["class_names"]:
+      raise FeatureError(f"{p}: class list differs from {paths[0]}")
+    with h5py.File(p, "r") as f:
+      part = (f["features"][...], f["lengths"][...], f["labels"][...],
+              [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][...]])
+    validate_arrays(part[0], part[1], part[2], len(first["class_names"]), str(p))
+    parts.append(part)
+    failed.extend(attrs["failed"])
+  shapes = {part[0].shape[1:] for part in parts if len(part[1])}
+  if len(shapes) > 1:
+    raise FeatureError(f"{features_dir}: shards of '{split}' have different [t, d]: "
+                       f"{sorted(shapes)}")
+  return FeatureSet(
+      features=np.concatenate([p[0] for p in parts]),
+      lengths=np.concatenate([p[1] for p in parts]),
+      labels=np.concatenate([p[2] for p in parts]),
+      video_ids=[v for p in parts for v in p[3]],
+      class_names=first["class_names"], spec=first["spec"], failed=failed)

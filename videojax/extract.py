@@ -1,0 +1,293 @@
+"""Feature extraction: videos -> frozen backbone -> compressed HDF5 shards.
+
+The clips of a split are cut into shards of `config.extract.shard_size`. Each
+shard is decoded by a pool of threads (OpenCV releases the GIL) while the device
+runs the backbone on fixed-size batches of real frames packed across clips, so
+padding frames cost no compute and there is one compile. A shard already on
+disk with the same settings is skipped: an interrupted run picks up where it
+stopped. Clips that cannot be decoded are skipped, recorded in their shard and
+listed in `failed_videos.csv`.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import pathlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import cv2
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from videojax import models
+from videojax.data import features as features_lib
+from videojax.data import ucf101, video
+from videojax.files import write_json_atomic, write_text_atomic
+from videojax.models import resnet
+
+BACKBONE_FILE = "backbone.msgpack"
+SPEC_FILE = "spec.json"
+FAILED_FILE = "failed_videos.csv"
+SPLITS = ("train", "test")
+
+
+def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The settings that determine the features; their hash marks every shard."""
+  e = config.extract
+  spec = {"format_version": features_lib.FORMAT_VERSION, "backbone": e.backbone,
+          "weights": "random-init", "seed": e.seed, "pooling": e.pooling,
+          "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split}
+  if e.pooling == "grid":
+    spec["grid_size"] = e.grid_size
+  return spec
+
+
+def create_backbone(spec: dict[str, Any]):
+  kwargs = {"pooling": spec["pooling"]}
+  if spec["pooling"] == "grid":
+    kwargs["grid_size"] = spec["grid_size"]
+  return models.create_backbone(spec["backbone"], **kwargs)
+
+
+def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
+  """The backbone module and its variables, saved beside the features.
+
+  The variables are written once to `<features_dir>/backbone.msgpack`, so that
+  prediction later embeds new videos with exactly the weights the features
+  came from.
+
+  Raises:
+    FeatureError: a saved backbone file whose tensors do not fit the module.
+  """
+  module = create_backbone(spec)
+  dummy = jnp.zeros((1, spec["image_size"], spec["image_size"], 3), jnp.float32)
+  path = features_dir / BACKBONE_FILE
+  if path.exists():
+    variables = flax.serialization.msgpack_restore(path.read_bytes())
+    expected = jax.eval_shape(module.init, jax.random.key(0), dummy)
+    got = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), variables)
+    want = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), expected)
+    if got != want:
+      raise features_lib.FeatureError(f"{path}: tensors do not fit backbone "
+                                      f"{spec['backbone']!r}; delete it or use another "
+                                      "features_dir")
+    return module, variables
+  variables = jax.device_get(module.init(jax.random.key(spec["seed"]), dummy))
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  tmp.write_bytes(flax.serialization.msgpack_serialize(variables))
+  os.replace(tmp, path)
+  return module, variables
+
+
+def make_embed_fn(module, variables, mesh: Mesh) -> Callable[[np.ndarray], np.ndarray]:
+  """frames u8[n, s, s, 3] -> features f32[n, d]; n a multiple of the mesh size."""
+  repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  variables = jax.device_put(variables, repl)
+
+  def embed(variables, frames):
+    return module.apply(variables, resnet.preprocess(frames))
+
+  embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data)
+  return lambda frames: np.asarray(embed(variables, jax.device_put(frames, data)))
+
+
+def prefetch_map(fn: Callable, items: Iterable, num_workers: int,
+                 depth: int) -> Iterator[concurrent.futures.Future]:
+  """fn over items in `num_workers` threads, at most `depth` ahead; futures in order."""
+  with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
+    it = iter(items)
+    queue = collections.deque(pool.submit(fn, x) for x in itertools.islice(it, depth))
+    while queue:
+      future = queue.popleft()
+      for x in itertools.islice(it, 1):
+        queue.append(pool.submit(fn, x))
+      yield future
+
+
+class FramePacker:
+  """Packs the real frames of consecutive clips into fixed-size device batches.
+
+  Attributes:
+    features: f32[n, t, d] per clip slot; frames past each clip's length stay 0.
+  """
+
+  def __init__(self, embed, batch_size: int, num_clips: int, num_frames: int,
+               image_size: int, feature_dim: int):
+    self._embed = embed
+    self._buf = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
+    self._owners: list[tuple[int, int, int, int]] = []  # clip, first frame, buffer row, count
+    self._fill = 0
+    self.features = np.zeros((num_clips, num_frames, feature_dim), np.float32)
+
+  def add(self, clip: int, frames: np.ndarray, length: int) -> None:
+    pos = 0
+    while pos < length:
+      take = min(len(self._buf) - self._fill, length - pos)
+      self._buf[self._fill:self._fill + take] = frames[pos:pos + take]
+      self._owners.append((clip, pos, self._fill, take))
+      self._fill += take
+      pos += take
+      if self._fill == len(self._buf):
+        self.flush()
+
+  def flush(self) -> None:
+    if not self._fill:
+      return
+    self._buf[self._fill:] = 0
+    out = self._embed(self._buf)
+    for clip, pos, row, take in self._owners:
+      self.features[clip, pos:pos + take] = out[row:row + take]
+    self._owners, self._fill = [], 0
+
+
+def _decode(example: ucf101.Example, num_frames: int, image_size: int):
+  return video.read_video(example.path, num_frames, image_size)
+
+
+def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, embed,
+                  spec: dict[str, Any], class_names: Sequence[str], feature_dim: int,
+                  batch_size: int, num_workers: int, progress) -> list[list[str]]:
+  """Embeds one shard's clips and writes the shard; returns its failures."""
+  t, s = spec["num_frames"], spec["image_size"]
+  packer = FramePacker(embed, batch_size, len(examples), t, s, feature_dim)
+  lengths = np.zeros(len(examples), np.int32)
+  failed: list[list[str]] = []
+  decoded = prefetch_map(lambda e: _decode(e, t, s), examples, num_workers,
+                         depth=2 * max(1, num_workers))
+  for i, (example, future) in enumerate(zip(examples, decoded)):
+    try:
+      frames, lengths[i] = future.result()
+      packer.add(i, frames, int(lengths[i]))
+    except (video.VideoError, cv2.error, OSError) as e:
+      failed.append([example.video_id, str(e)])
+    progress.update(1)
+  packer.flush()
+  feats = packer.features
+  with np.errstate(over="ignore"):
+    finite = np.isfinite(feats.astype(np.float16)).reshape(len(examples), -1).all(axis=1)
+  failed_ids = {f[0] for f in failed}
+  for i in np.flatnonzero(~finite):
+    failed.append([examples[i].video_id, "backbone features are NaN/inf (or overflow float16)"])
+  ok = [i for i, e in enumerate(examples) if e.video_id not in failed_ids and finite[i]]
+  features_lib.write_shard(
+      path, features=feats[ok], lengths=lengths[ok],
+      labels=np.array([examples[i].label for i in ok], np.int32),
+      video_ids=[examples[i].video_id for i in ok], class_names=class_names, spec=spec,
+      failed=failed)
+  return failed
+
+
+def check_spec_file(features_dir: pathlib.Path, spec: dict[str, Any],
+                    class_names: Sequence[str]) -> None:
+  """Refuses a features_dir made with other settings; writes spec.json on first use."""
+  path = features_dir / SPEC_FILE
+  record = {"spec": spec, "spec_hash": features_lib.spec_hash(spec),
+            "class_names": list(class_names)}
+  if path.exists():
+    old = json.loads(path.read_text())
+    if old.get("spec_hash") != record["spec_hash"] or old.get("class_names") != record["class_names"]:
+      diff = features_lib.describe_mismatch(spec, old.get("spec", {}))
+      if old.get("class_names") != record["class_names"]:
+        diff += "; class lists differ"
+      raise features_lib.FeatureError(
+          f"{features_dir} holds features of other settings ({diff}); use another "
+          "--config.data.features_dir or delete it")
+  else:
+    write_json_atomic(path, record)
+
+
+def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str] = SPLITS,
+                     worker: int = 0, num_workers: int = 1, echo=print) -> dict[str, Any]:
+  """Extracts the features of `splits` of `config.data.root` into `config.data.features_dir`.
+
+  Args:
+    config: the experiment config (data.*, extract.*).
+    splits: which split lists to extract.
+    worker, num_workers: this process does shards i with i % num_workers == worker,
+      so several machines can share one extraction.
+    echo: where messages go.
+
+  Returns:
+    {'extracted': shards written, 'skipped': shards already complete,
+     'failed': [[split, video_id, reason], ...] over all shards on disk}.
+
+  Raises:
+    ValueError: missing config values or unreadable split files.
+    FeatureError: a features_dir made with other settings.
+  """
+  for key in ("root", "features_dir"):
+    if not config.data[key]:
+      raise ValueError(f"config.data.{key} is empty; set --config.data.{key}=PATH")
+  if config.extract.backbone not in models.BACKBONE_NAMES:
+    raise ValueError(f"config.extract.backbone={config.extract.backbone!r}; accepted: "
+                     f"{', '.join(models.BACKBONE_NAMES)}")
+  if config.extract.pooling not in ("avg", "grid"):
+    raise ValueError(f"config.extract.pooling={config.extract.pooling!r}; accepted: avg, grid")
+  if not 0 <= worker < num_workers:
+    raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
+  root = pathlib.Path(config.data.root)
+  features_dir = pathlib.Path(config.data.features_dir)
+  features_dir.mkdir(parents=True, exist_ok=True)
+  class_names = ucf101.read_class_names(root)
+  spec = extraction_spec(config)
+  check_spec_file(features_dir, spec, class_names)
+  expected_hash = features_lib.spec_hash(spec)
+
+  module, variables = load_or_init_backbone(spec, features_dir)
+  mesh = Mesh(np.array(jax.local_devices()), ("data",))
+  n_dev = mesh.devices.size
+  batch_size = math.ceil(config.extract.batch_size / n_dev) * n_dev
+  embed = make_embed_fn(module, variables, mesh)
+  feature_dim = models.backbone_feature_dim(spec["backbone"], spec["pooling"],
+                                            spec.get("grid_size", 2))
+  size = config.extract.shard_size
+
+  todo, skipped = [], 0
+  for split in splits:
+    examples = ucf101.read_split(root, split, config.data.split)
+    count = max(1, math.ceil(len(examples) / size))
+    for j in range(worker, count, num_workers):
+      path = features_dir / features_lib.shard_name(split, j, count)
+      if path.exists():
+        attrs = features_lib.read_shard_attrs(path)
+        if attrs["spec_hash"] != expected_hash:
+          raise features_lib.FeatureError(
+              f"{path}: made with other settings: "
+              f"{features_lib.describe_mismatch(spec, attrs['spec'])}")
+        skipped += 1
+        continue
+      todo.append((path, examples[j * size:(j + 1) * size]))
+
+  echo(f"Extracting {sum(len(e) for _, e in todo)} clips in {len(todo)} shards "
+       f"({skipped} shards already complete) with {spec['backbone']} on {n_dev} device(s) "
+       f"into {features_dir}")
+  with tqdm(total=sum(len(e) for _, e in todo), desc="extract", unit="clip",
+            disable=None) as progress:
+    for path, examples in todo:
+      extract_shard(examples, path, embed=embed, spec=spec, class_names=class_names,
+                    feature_dim=feature_dim, batch_size=batch_size,
+                    num_workers=config.extract.num_workers, progress=progress)
+
+  failed = []
+  for path in sorted(features_dir.glob("*-of-*.h5")):
+    split = path.name.split("-")[0]
+    failed += [[split, *f] for f in features_lib.read_shard_attrs(path)["failed"]]
+  buf = io.StringIO()
+  csv.writer(buf).writerows([["split", "video_id", "reason"], *failed])
+  write_text_atomic(features_dir / FAILED_FILE, buf.getvalue())
+  if failed:
+    echo(f"{len(failed)} clip(s) could not be used and were skipped; see "
+         f"{features_dir / FAILED_FILE}")
+  return {"extracted": len(todo), "skipped": skipped, "failed": failed}

@@ -1,0 +1,62 @@
+"""Top-k classes of any video file, from a trained run directory."""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from videojax import models
+from videojax.checkpoint import Checkpoints
+from videojax.data import features as features_lib
+from videojax.data import video
+from videojax.extract import BACKBONE_FILE, load_or_init_backbone, make_embed_fn
+
+
+class Predictor:
+  """Embeds a clip with the run's backbone and classifies it with its best checkpoint.
+
+  Raises (at construction):
+    FileNotFoundError: no checkpoint in `workdir`, or the backbone file of the
+      features the run was trained on is gone.
+  """
+
+  def __init__(self, workdir: str | pathlib.Path):
+    ckpts = Checkpoints(pathlib.Path(workdir) / "checkpoints")
+    step = ckpts.best_step()
+    if step is None:
+      raise FileNotFoundError(f"{ckpts.directory}: no checkpoint; train first "
+                              "(scripts/train.py --workdir ...)")
+    self.meta = meta = ckpts.read_meta(step)
+    self.class_names: list[str] = meta["class_names"]
+    self.spec = meta["feature_spec"]
+    features_dir = pathlib.Path(meta["features_dir"])
+    if not (features_dir / BACKBONE_FILE).exists():
+      raise FileNotFoundError(f"{features_dir / BACKBONE_FILE}: the backbone that made this "
+                              f"run's features is missing (run {workdir} was trained on "
+                              f"{features_dir})")
+    module, variables = load_or_init_backbone(self.spec, features_dir)
+    self._embed = make_embed_fn(module, variables, Mesh(np.array(jax.local_devices()[:1]),
+                                                        ("data",)))
+    self.model = models.create_model(meta["model"], len(self.class_names),
+                                     **meta["model_kwargs"])
+    self.params = ckpts.restore_raw(step)["params"]
+    ckpts.close()
+    self._apply = jax.jit(lambda p, f, m: jax.nn.softmax(
+        self.model.apply({"params": p}, f, m, train=False)))
+
+  def probabilities(self, path: str | pathlib.Path) -> np.ndarray:
+    """f32[k] class probabilities of one video file; VideoError if it can't be read."""
+    frames, length = video.read_video(path, self.spec["num_frames"], self.spec["image_size"])
+    feats = self._embed(frames).astype(np.float16).astype(np.float32)
+    if not np.isfinite(feats[:length]).all():
+      raise features_lib.FeatureError(f"{path}: backbone features are NaN/inf")
+    mask = np.arange(len(frames)) < length
+    feats[~mask] = 0
+    return np.asarray(self._apply(self.params, feats[None], mask[None]))[0]
+
+  def top_k(self, path: str | pathlib.Path, k: int = 5) -> list[tuple[str, float]]:
+    probs = self.probabilities(path)
+    order = np.argsort(-probs)[:k]
+    return [(self.class_names[i], float(probs[i])) for i in order]

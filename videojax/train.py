@@ -1,0 +1,230 @@
+"""Training and evaluation of a temporal model on extracted features.
+
+`train_and_evaluate(config, workdir)` is the whole job: load the feature shards,
+hold out validation groups, train with pure jitted steps sharded over a device
+mesh, checkpoint the latest and the best epoch, then evaluate the best on test.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from tqdm import tqdm
+
+from videojax import evaluation, models, sharding
+from videojax.checkpoint import Checkpoints, check_meta
+from videojax.data import features as features_lib
+from videojax.data import pipeline, ucf101
+from videojax.files import write_json_atomic
+from videojax.writers import MetricWriter
+
+TrainState = train_state.TrainState
+Metrics = dict[str, jax.Array]
+
+
+def model_kwargs(config: ml_collections.ConfigDict) -> dict:
+  """The keyword arguments of `config.model.name`, from `config.model.<name>`."""
+  name = config.model.name
+  if name not in models.MODEL_NAMES:
+    raise ValueError(f"config.model.name={name!r}; accepted: {', '.join(models.MODEL_NAMES)}")
+  sub = config.model.get(name)
+  return json.loads(json.dumps(sub.to_dict() if sub is not None else {}))
+
+
+def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_frames: int,
+                       feature_dim: int) -> TrainState:
+  """Initial parameters and optimizer state (deterministic in config.train.seed)."""
+  model = models.create_model(config.model.name, num_classes, **model_kwargs(config))
+  rng = jax.random.fold_in(jax.random.key(config.train.seed), 0)
+  params = model.init(rng, jnp.zeros((1, num_frames, feature_dim), jnp.float32),
+                      jnp.ones((1, num_frames), bool), train=False)["params"]
+  tx = optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def train_step(state: TrainState, batch: Mapping[str, jax.Array],
+               rng: jax.Array) -> tuple[TrainState, Metrics]:
+  """One optimizer step on a batch {features f16[b,t,d], mask bool[b,t], label i32[b]}."""
+  dropout_rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    logits = state.apply_fn({"params": params}, batch["features"].astype(jnp.float32),
+                            batch["mask"], train=True, rngs={"dropout": dropout_rng})
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    return loss, logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+  return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
+
+
+def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int) -> Metrics:
+  """Sums over the valid examples of a batch: loss, count and confusion i32[k, k]."""
+  logits = state.apply_fn({"params": state.params}, batch["features"].astype(jnp.float32),
+                          batch["mask"], train=False)
+  valid = batch["valid"]
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+  pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
+  true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32) * valid[:, None]
+  return {"loss": jnp.sum(jnp.where(valid, loss, 0.0)), "count": jnp.sum(valid),
+          "confusion": true.T @ pred}
+
+
+class Steps:
+  """The jitted steps of one run, with explicit shardings over `mesh`."""
+
+  def __init__(self, mesh, num_classes: int):
+    repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    self.mesh = mesh
+    self.train = jax.jit(train_step, in_shardings=(repl, data, repl),
+                         out_shardings=(repl, repl), donate_argnums=0)
+    self.eval = jax.jit(functools.partial(eval_step, num_classes=num_classes),
+                        in_shardings=(repl, data), out_shardings=repl)
+
+
+def evaluate(steps: Steps, state: TrainState, fs: features_lib.FeatureSet,
+             batch_size: int) -> dict[str, Any]:
+  """Loss and confusion over every example of `fs`, each counted exactly once."""
+  k = len(fs.class_names)
+  confusion, loss, count = np.zeros((k, k), np.int64), 0.0, 0
+  for batch in pipeline.eval_batches(fs, batch_size):
+    m = jax.device_get(steps.eval(state, sharding.put_batch(batch, steps.mesh)))
+    confusion += m["confusion"]
+    loss += float(m["loss"])
+    count += int(m["count"])
+  assert count == len(fs), (count, len(fs))
+  return {"confusion": confusion, "loss": loss / max(count, 1)}
+
+
+def split_validation(fs: features_lib.FeatureSet, fraction: float,
+                     seed: int) -> tuple[features_lib.FeatureSet, features_lib.FeatureSet]:
+  """Holds out whole groups (UCF `gNN`) of the training split for validation."""
+  examples = [ucf101.Example(path=pathlib.Path(v), label=int(l), video_id=v,
+                             group=ucf101.group_of(v))
+              for v, l in zip(fs.video_ids, fs.labels)]
+  index = {e.video_id: i for i, e in enumerate(examples)}
+  rest, held = ucf101.split_by_group(examples, fraction, seed)
+  return (fs.take([index[e.video_id] for e in rest]),
+          fs.take([index[e.video_id] for e in held]))
+
+
+def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet) -> dict:
+  """What a checkpoint belongs to; compared on resume and read by predict."""
+  return {
+      "class_names": list(fs.class_names), "model": config.model.name,
+      "model_kwargs": model_kwargs(config), "feature_spec": fs.spec,
+      "feature_spec_hash": features_lib.spec_hash(fs.spec),
+      "num_frames": fs.num_frames, "feature_dim": fs.feature_dim,
+      "features_dir": str(pathlib.Path(config.data.features_dir).absolute()),
+      "train_seed": config.train.seed, "batch_size": config.train.batch_size,
+      "learning_rate": config.train.learning_rate,
+  }
+
+
+_RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "num_frames",
+                "feature_dim", "train_seed", "batch_size", "learning_rate")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       echo=print) -> dict[str, Any]:
+  """Trains `config.model` on the features in `config.data.features_dir`.
+
+  Writes to `workdir`: checkpoints/ (latest and best), metrics.jsonl,
+  tensorboard/, results.json and confusion.csv (test split, best checkpoint).
+  Resumes from the latest checkpoint in `workdir` with the same data order.
+
+  Returns:
+    The test results: accuracy, per-class accuracy, confusion, timing.
+
+  Raises:
+    FeatureError: missing, incomplete or inconsistent feature shards.
+    CheckpointMismatch: `workdir` holds a run of another configuration.
+    ValueError: config values out of range (the message names the key).
+  """
+  start_time = time.time()
+  workdir = pathlib.Path(workdir)
+  train_all = features_lib.load_split(config.data.features_dir, "train")
+  test_fs = features_lib.load_split(config.data.features_dir, "test",
+                                    expect_spec=train_all.spec)
+  if test_fs.class_names != train_all.class_names:
+    raise features_lib.FeatureError(f"{config.data.features_dir}: train and test shards "
+                                    "have different class lists")
+  train_fs, val_fs = split_validation(train_all, config.data.val_fraction, config.train.seed)
+  num_classes = len(train_all.class_names)
+
+  mesh = sharding.make_mesh(config.train.num_devices)
+  sharding.check_batch_size(config.train.batch_size, mesh, "config.train.batch_size")
+  sharding.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
+  steps = Steps(mesh, num_classes)
+  repl = sharding.replicated(mesh)
+  state = jax.device_put(
+      create_train_state(config, num_classes, train_all.num_frames, train_all.feature_dim),
+      repl)
+  rng = jax.device_put(jax.random.fold_in(jax.random.key(config.train.seed), 1), repl)
+
+  meta = run_meta(config, train_all)
+  ckpts = Checkpoints(workdir / "checkpoints")
+  start_step = ckpts.latest_step() or 0
+  if start_step:
+    check_meta(meta, ckpts.read_meta(start_step), str(ckpts.directory), _RESUME_KEYS)
+    state = ckpts.restore(start_step, state)
+    echo(f"Resumed from {ckpts.directory}/{start_step}")
+
+  spe = pipeline.steps_per_epoch(len(train_fs), config.train.batch_size)
+  total_steps = config.train.num_epochs * spe
+  writer = MetricWriter(workdir, echo=echo)
+  batches = pipeline.train_batches(train_fs, config.train.batch_size,
+                                   seed=config.train.seed, start_step=start_step)
+  epoch_metrics = []
+  bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps,
+             desc=f"train {config.model.name}", unit="step", disable=None)
+  for step in bar:
+    state, m = steps.train(state, sharding.put_batch(next(batches), mesh), rng)
+    epoch_metrics.append(m)
+    if (step + 1) % spe and step + 1 != total_steps:
+      continue
+    summary = {f"train_{k}": float(np.mean(v)) for k, v in
+               jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *epoch_metrics)).items()}
+    epoch_metrics = []
+    ckpt_metrics = None
+    if len(val_fs):
+      val = evaluate(steps, state, val_fs, config.eval.batch_size)
+      summary.update(val_loss=val["loss"],
+                     val_accuracy=evaluation.summarize(val["confusion"],
+                                                       val_fs.class_names)["accuracy"])
+      ckpt_metrics = {"val_accuracy": summary["val_accuracy"]}
+    summary["epoch"] = (step + 1) / spe
+    writer.write(step + 1, summary)
+    ckpts.save(step + 1, state, meta, ckpt_metrics)
+  bar.close()
+  ckpts.wait()
+  train_seconds = time.time() - start_time
+
+  best = ckpts.best_step()
+  state = ckpts.restore(best, state)
+  test = evaluate(steps, state, test_fs, config.eval.batch_size)
+  results = evaluation.summarize(test["confusion"], test_fs.class_names)
+  results.update(test_loss=test["loss"], best_step=int(best), total_steps=total_steps,
+                 model=config.model.name, seconds=time.time() - start_time,
+                 train_seconds=train_seconds, num_devices=int(mesh.devices.size),
+                 num_train=len(train_fs), num_val=len(val_fs),
+                 checkpoint=str(ckpts.directory / str(best)))
+  if jax.process_index() == 0:
+    write_json_atomic(workdir / "results.json", results)
+    evaluation.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
+                                   test_fs.class_names)
+    echo(f"{config.model.name}: test accuracy {results['accuracy']:.4f} on "
+         f"{results['num_examples']} clips (best step {best}); results in {workdir}")
+  writer.close()
+  ckpts.close()
+  return results
