@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.extract.batch_size = 64         # frames per device call
   c.extract.shard_size = 256        # clips per HDF5 shard (the unit of resumption)
   c.extract.num_workers = 4         # decoding threads
+  c.extract.num_devices = 0         # 0: every local device
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "gru"              # gru | meanpool; its kwargs come from c.model.<name>
@@ -37,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.num_epochs = 30
   c.train.learning_rate = 1e-3
   c.train.weight_decay = 0.0
+  c.train.normalize_features = True # standardise each feature dim with train-split statistics
   c.train.seed = 0
   c.train.num_devices = 0           # 0: every device of every host
 

@@ -5,11 +5,16 @@ Differs from default.py: 112 px frames, T = 16, 2x2 grid pooling (the demo's
 motion classes need coarse position, which global average pooling discards),
 and a shorter schedule.
 """
+import ml_collections
+
 from configs import default
 
 
 def get_config():
   c = default.get_config()
+  # Arguments of videojax.data.synthetic.write_dataset (UCF-101 layout).
+  c.demo_data = ml_collections.ConfigDict(dict(
+      groups=40, test_groups=10, clips_per_group=3, size=96, min_frames=12, max_frames=60))
   c.extract.image_size = 112
   c.extract.num_frames = 16
   c.extract.pooling = "grid"

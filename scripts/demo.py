@@ -8,24 +8,27 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from videojax import demo  # noqa: E402
+from videojax.data import ucf101  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where videos, features and runs go.")
 
 
 def main(argv):
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
+    logging.set_verbosity(logging.WARNING)
   del argv
   t0 = time.time()
   out = demo.run_demo(_CONFIG.value, _WORKDIR.value)
   print("\n" + out["table"])
   print(f"\nTotal {time.time() - t0:.0f} s. Checkpoints, metrics.jsonl and TensorBoard logs: "
         f"{_WORKDIR.value}/<model>/; table: {_WORKDIR.value}/results.md")
-  print(f"Try: python scripts/predict.py --workdir {_WORKDIR.value}/gru "
-        f"{_WORKDIR.value}/videos/MoveLeft/v_MoveLeft_g08_c01.avi")
+  clip = ucf101.read_split(f"{_WORKDIR.value}/videos", "test")[0].path
+  print(f"Try: python scripts/predict.py --workdir {_WORKDIR.value}/gru {clip}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from videojax import extract  # noqa: E402
@@ -21,6 +21,8 @@ _SPLITS = flags.DEFINE_list("splits", ["train", "test"], "Split lists to extract
 
 
 def main(argv):
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
+    logging.set_verbosity(logging.WARNING)
   del argv
   report = extract.extract_features(_CONFIG.value, splits=_SPLITS.value, worker=_SHARD.value,
                                     num_workers=_NUM_SHARDS.value)

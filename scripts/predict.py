@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from videojax.data.video import VideoError  # noqa: E402
 from videojax.predict import Predictor  # noqa: E402
@@ -17,6 +17,8 @@ _TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print.")
 
 
 def main(argv):
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
+    logging.set_verbosity(logging.WARNING)
   if len(argv) < 2:
     raise app.UsageError("give one or more video files")
   predictor = Predictor(_WORKDIR.value)

@@ -9,7 +9,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from videojax import train  # noqa: E402
@@ -20,6 +20,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results g
 
 
 def main(argv):
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
+    logging.set_verbosity(logging.WARNING)
   del argv
   if not _CONFIG.value.data.features_dir:
     raise app.UsageError("set --config.data.features_dir=PATH (made by extract_features.py)")

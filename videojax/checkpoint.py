@@ -36,7 +36,9 @@ class Checkpoints:
                                       keep_checkpoints_without_metrics=False),
     ])
     self._manager = ocp.CheckpointManager(
-        self.directory, item_names=("state", "meta"),
+        self.directory,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True))
 
   def latest_step(self) -> int | None:
@@ -68,9 +70,15 @@ class Checkpoints:
         state=ocp.args.StandardRestore(target)))["state"]
 
   def restore_raw(self, step: int) -> Any:
-    """The state at `step` as saved: nested dicts of numpy arrays, no target needed."""
+    """The state at `step` as saved (nested dicts), on one local device.
+
+    Works whatever device topology the checkpoint was written with.
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          self._manager.item_metadata(step)["state"])
     return self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))["state"]
+        state=ocp.args.StandardRestore(target)))["state"]
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

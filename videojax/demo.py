@@ -38,7 +38,8 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   """
   workdir = pathlib.Path(workdir)
   t0 = time.time()
-  root = synthetic.write_dataset(workdir / "videos", seed=config.train.seed)
+  root = synthetic.write_dataset(workdir / "videos", seed=config.train.seed,
+                                 **config.demo_data.to_dict())
   echo(f"Demo videos: {root} ({time.time() - t0:.0f} s)")
   config = copy.deepcopy(config)
   config.data.root = str(root)

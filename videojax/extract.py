@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from videojax import models
+from videojax import models, sharding
 from videojax.data import features as features_lib
 from videojax.data import ucf101, video
 from videojax.files import write_json_atomic, write_text_atomic
@@ -93,7 +93,7 @@ def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
 
 def make_embed_fn(module, variables, mesh: Mesh) -> Callable[[np.ndarray], np.ndarray]:
   """frames u8[n, s, s, 3] -> features f32[n, d]; n a multiple of the mesh size."""
-  repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   variables = jax.device_put(variables, repl)
 
   def embed(variables, frames):
@@ -246,7 +246,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   expected_hash = features_lib.spec_hash(spec)
 
   module, variables = load_or_init_backbone(spec, features_dir)
-  mesh = Mesh(np.array(jax.local_devices()), ("data",))
+  mesh = sharding.make_local_mesh(config.extract.num_devices)
   n_dev = mesh.devices.size
   batch_size = math.ceil(config.extract.batch_size / n_dev) * n_dev
   embed = make_embed_fn(module, variables, mesh)

@@ -5,9 +5,8 @@ import pathlib
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from videojax import models
+from videojax import models, sharding
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
 from videojax.data import video
@@ -37,11 +36,12 @@ class Predictor:
                               f"run's features is missing (run {workdir} was trained on "
                               f"{features_dir})")
     module, variables = load_or_init_backbone(self.spec, features_dir)
-    self._embed = make_embed_fn(module, variables, Mesh(np.array(jax.local_devices()[:1]),
-                                                        ("data",)))
+    self._embed = make_embed_fn(module, variables, sharding.make_local_mesh(1))
     self.model = models.create_model(meta["model"], len(self.class_names),
                                      **meta["model_kwargs"])
-    self.params = ckpts.restore_raw(step)["params"]
+    state = ckpts.restore_raw(step)
+    self.params = state["params"]
+    self._mean, self._std = np.asarray(state["feature_mean"]), np.asarray(state["feature_std"])
     ckpts.close()
     self._apply = jax.jit(lambda p, f, m: jax.nn.softmax(
         self.model.apply({"params": p}, f, m, train=False)))
@@ -53,6 +53,7 @@ class Predictor:
     if not np.isfinite(feats[:length]).all():
       raise features_lib.FeatureError(f"{path}: backbone features are NaN/inf")
     mask = np.arange(len(frames)) < length
+    feats = (feats - self._mean) / self._std  # the run's training-split standardisation
     feats[~mask] = 0
     return np.asarray(self._apply(self.params, feats[None], mask[None]))[0]
 

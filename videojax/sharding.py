@@ -18,6 +18,14 @@ def make_mesh(num_devices: int = 0) -> Mesh:
                        devices=devices)
 
 
+def make_local_mesh(num_devices: int = 0) -> Mesh:
+  """A 1-D mesh ('data',) over this host's first `num_devices` devices (0 = all)."""
+  devices = jax.local_devices()
+  if num_devices < 0 or num_devices > len(devices):
+    raise ValueError(f"num_devices={num_devices}: accepted 0 (all) to {len(devices)}")
+  return Mesh(np.array(devices[:num_devices or len(devices)]), ("data",))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -28,8 +28,48 @@ from videojax.data import pipeline, ucf101
 from videojax.files import write_json_atomic
 from videojax.writers import MetricWriter
 
-TrainState = train_state.TrainState
 Metrics = dict[str, jax.Array]
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState plus the fixed per-dimension feature standardisation.
+
+  feature_mean, feature_std: f32[d], from the valid frames of the training
+  split; zeros and ones when config.train.normalize_features is off.
+  """
+  feature_mean: jax.Array
+  feature_std: jax.Array
+
+
+def feature_statistics(fs: features_lib.FeatureSet,
+                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and std f32[d] over the valid frames of `fs`, across all hosts.
+
+  Why: frozen-backbone features (random-init ones especially) share a large
+  positive offset and tiny spread; unscaled, the GRU cannot even fit the
+  training set. Accumulated in float64, chunk by chunk, to bound memory.
+  """
+  total = np.zeros((2, fs.feature_dim), np.float64)
+  count = 0
+  for start in range(0, len(fs), chunk):
+    x = fs.features[start:start + chunk]
+    x = x[pipeline.lengths_to_mask(fs.lengths[start:start + chunk], fs.num_frames)]
+    x = x.astype(np.float64)
+    total += np.stack([x.sum(0), (x * x).sum(0)])
+    count += len(x)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    total = multihost_utils.process_allgather(total).sum(0)
+    count = int(multihost_utils.process_allgather(np.array(count)).sum())
+  mean = total[0] / max(count, 1)
+  std = np.sqrt(np.maximum(total[1] / max(count, 1) - mean**2, 0.0))
+  return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def normalized_features(state: TrainState, batch: Mapping[str, jax.Array]) -> jax.Array:
+  """Standardised f32[b, t, d]; padded frames stay zero (the mask still marks them)."""
+  x = (batch["features"].astype(jnp.float32) - state.feature_mean) / state.feature_std
+  return jnp.where(batch["mask"][..., None], x, 0.0)
 
 
 def model_kwargs(config: ml_collections.ConfigDict) -> dict:
@@ -42,14 +82,18 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict:
 
 
 def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_frames: int,
-                       feature_dim: int) -> TrainState:
+                       feature_dim: int, mean: np.ndarray | None = None,
+                       std: np.ndarray | None = None) -> TrainState:
   """Initial parameters and optimizer state (deterministic in config.train.seed)."""
   model = models.create_model(config.model.name, num_classes, **model_kwargs(config))
   rng = jax.random.fold_in(jax.random.key(config.train.seed), 0)
   params = model.init(rng, jnp.zeros((1, num_frames, feature_dim), jnp.float32),
                       jnp.ones((1, num_frames), bool), train=False)["params"]
   tx = optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  return TrainState.create(
+      apply_fn=model.apply, params=params, tx=tx,
+      feature_mean=jnp.zeros(feature_dim) if mean is None else jnp.asarray(mean),
+      feature_std=jnp.ones(feature_dim) if std is None else jnp.asarray(std))
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array],
@@ -58,7 +102,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array],
   dropout_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, batch["features"].astype(jnp.float32),
+    logits = state.apply_fn({"params": params}, normalized_features(state, batch),
                             batch["mask"], train=True, rngs={"dropout": dropout_rng})
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
     return loss, logits
@@ -70,7 +114,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array],
 
 def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int) -> Metrics:
   """Sums over the valid examples of a batch: loss, count and confusion i32[k, k]."""
-  logits = state.apply_fn({"params": state.params}, batch["features"].astype(jnp.float32),
+  logits = state.apply_fn({"params": state.params}, normalized_features(state, batch),
                           batch["mask"], train=False)
   valid = batch["valid"]
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
@@ -128,11 +172,13 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet) -> 
       "features_dir": str(pathlib.Path(config.data.features_dir).absolute()),
       "train_seed": config.train.seed, "batch_size": config.train.batch_size,
       "learning_rate": config.train.learning_rate,
+      "normalize_features": config.train.normalize_features,
   }
 
 
 _RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "num_frames",
-                "feature_dim", "train_seed", "batch_size", "learning_rate")
+                "feature_dim", "train_seed", "batch_size", "learning_rate",
+                "normalize_features")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -167,9 +213,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   sharding.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
   steps = Steps(mesh, num_classes)
   repl = sharding.replicated(mesh)
+  stats = feature_statistics(train_fs) if config.train.normalize_features else (None, None)
   state = jax.device_put(
-      create_train_state(config, num_classes, train_all.num_frames, train_all.feature_dim),
-      repl)
+      create_train_state(config, num_classes, train_all.num_frames, train_all.feature_dim,
+                         *stats), repl)
   rng = jax.device_put(jax.random.fold_in(jax.random.key(config.train.seed), 1), repl)
 
   meta = run_meta(config, train_all)

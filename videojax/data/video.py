@@ -1,0 +1,198 @@
+"""Decoding video files into fixed-size clips of uniformly sampled frames.
+
+`read_video` returns `u8[t, h, w, 3]` RGB frames with h = w = image_size and a
+length: frames past the length are zero padding that callers must mask out.
+
+The frame count that containers report (`CAP_PROP_FRAME_COUNT`) is only a hint:
+AVI files from HMDB-51, for example, report one frame more than they hold, and
+some streams report nothing. Frames are therefore read sequentially to the end
+of the stream, and when the true count differs from the hint the file is read
+again with indices sampled over the frames that really exist.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+
+import cv2
+import numpy as np
+
+# A stream that keeps yielding frames past this is not a clip (a device, a
+# broken demuxer); stop rather than loop forever. 2 h at 30 fps.
+_MAX_FRAMES = 216_000
+# Reading again only helps if the decoder agrees with itself the second time.
+_MAX_PASSES = 3
+
+
+class VideoError(ValueError):
+  """A video that cannot be used; the message names the file and the reason."""
+
+
+def sample_indices(num_available: int, num_frames: int) -> np.ndarray:
+  """Indices of `num_frames` frames spread uniformly over a whole clip.
+
+  Frame i is the centre of the i-th of `num_frames` equal segments,
+  `floor((i + 0.5) * n / num_frames)`, so the samples cover the whole clip
+  rather than its start. Strictly increasing when n >= num_frames.
+
+  Args:
+    num_available: n, the number of frames in the clip (>= 0).
+    num_frames: t, how many frames are wanted (>= 1).
+
+  Returns:
+    i32[min(n, t)]: every index 0..n-1 when n < t, else the t segment centres.
+
+  Raises:
+    ValueError: num_available < 0 or num_frames < 1.
+  """
+  if num_frames < 1:
+    raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+  if num_available < 0:
+    raise ValueError(f"num_available must be >= 0, got {num_available}")
+  if num_available < num_frames:
+    return np.arange(num_available, dtype=np.int32)
+  i = np.arange(num_frames, dtype=np.int64)
+  # Integer form of floor((i + 0.5) * n / t): exact for any n, no float error.
+  return ((2 * i + 1) * num_available // (2 * num_frames)).astype(np.int32)
+
+
+def _to_square_rgb(frame: np.ndarray, image_size: int) -> np.ndarray:
+  """Centre-crops a decoded frame to a square and resizes it.
+
+  Args:
+    frame: u8[h, w, 3] BGR (or u8[h, w] grey, u8[h, w, 4] BGRA) as OpenCV
+      decodes it.
+    image_size: side of the output.
+
+  Returns:
+    u8[image_size, image_size, 3] RGB.
+  """
+  h, w = frame.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  frame = frame[top:top + side, left:left + side]
+  if side != image_size:
+    # INTER_AREA averages the pixels a shrink drops; it aliases less.
+    interpolation = cv2.INTER_AREA if side > image_size else cv2.INTER_LINEAR
+    frame = cv2.resize(frame, (image_size, image_size), interpolation=interpolation)
+  if frame.ndim == 2:
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+  if frame.shape[2] == 4:
+    return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+  return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _open(path: pathlib.Path) -> cv2.VideoCapture:
+  """Opens a file with FFmpeg, else any backend; raises VideoError if none can."""
+  # FFmpeg first: CAP_ANY may hand a name containing '%' to the image-sequence
+  # backend, which reads other files.
+  capture = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
+  if not capture.isOpened():
+    capture.release()
+    capture = cv2.VideoCapture(os.fspath(path), cv2.CAP_ANY)
+  if not capture.isOpened():
+    capture.release()
+    raise VideoError(f"{path}: OpenCV cannot open this file as a video "
+                     "(not a video, an unsupported codec or a damaged file)")
+  return capture
+
+
+def _reported_count(capture: cv2.VideoCapture) -> int:
+  """The container's frame count, 0 when it is missing or nonsense."""
+  count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+  if not math.isfinite(count) or count < 1 or count > _MAX_FRAMES:
+    return 0
+  return int(round(count))
+
+
+def _decode_pass(path: pathlib.Path, capture: cv2.VideoCapture, wanted: np.ndarray,
+                 image_size: int) -> tuple[dict[int, np.ndarray], int]:
+  """Reads a stream to its end, converting only the wanted frames.
+
+  Args:
+    path: the file, for error messages.
+    capture: an open capture positioned at the first frame; released here.
+    wanted: i32[k] indices of frames to keep.
+    image_size: side of the kept frames.
+
+  Returns:
+    ({index: u8[image_size, image_size, 3]} for wanted indices that exist,
+     the number of frames the stream really holds).
+  """
+  wanted_set = set(wanted.tolist())
+  kept = {}
+  count = 0
+  try:
+    # grab() decodes; retrieve() converts. Skipped frames are only grabbed.
+    while capture.grab():
+      if count in wanted_set:
+        ok, frame = capture.retrieve()
+        if not ok or frame is None:
+          raise VideoError(f"{path}: frame {count} was read but could not be decoded")
+        kept[count] = _to_square_rgb(frame, image_size)
+      count += 1
+      if count > _MAX_FRAMES:
+        raise VideoError(f"{path}: more than {_MAX_FRAMES} frames; "
+                         "the stream does not end like a video file")
+  finally:
+    capture.release()
+  return kept, count
+
+
+def read_video(path: str | os.PathLike[str], num_frames: int,
+               image_size: int) -> tuple[np.ndarray, int]:
+  """Decodes `num_frames` frames sampled uniformly over a whole video file.
+
+  Frames are taken at `sample_indices(n, num_frames)` of the n frames the file
+  really holds (see the module docstring on frame counts), centre-cropped to a
+  square of the short side, resized to `image_size` and converted to RGB.
+
+  Args:
+    path: a video file OpenCV's FFmpeg backend can read (.avi, .mp4, ...).
+    num_frames: t, the number of frames to return (>= 1).
+    image_size: side of each returned frame in pixels (>= 1).
+
+  Returns:
+    (frames, length): frames u8[t, image_size, image_size, 3] RGB, and
+    length = min(n, t). frames[:length] are the sampled frames in time order;
+    frames[length:] are zeros that callers MUST ignore (mask by length).
+
+  Raises:
+    ValueError: num_frames < 1 or image_size < 1.
+    VideoError: the file is missing, cannot be opened as a video, holds no
+      decodable frame, or decodes differently on every read.
+  """
+  if num_frames < 1:
+    raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+  if image_size < 1:
+    raise ValueError(f"image_size must be >= 1, got {image_size}")
+  path = pathlib.Path(path)
+  if not path.is_file():
+    reason = "is a directory, not a video file" if path.is_dir() else "no such file"
+    raise VideoError(f"{path}: {reason}")
+
+  capture = _open(path)
+  count_hint = _reported_count(capture)
+  for attempt in range(_MAX_PASSES):
+    if attempt:
+      capture = _open(path)
+    # With no hint nothing is kept: the pass only counts the frames.
+    wanted = sample_indices(count_hint, num_frames)
+    kept, count = _decode_pass(path, capture, wanted, image_size)
+    if count == 0:
+      raise VideoError(f"{path}: no decodable frames (reported frame count "
+                       f"{count_hint or 'unknown'})")
+    if count == count_hint:
+      break
+    # The hint was wrong: sample again over the frames that exist.
+    count_hint = count
+  else:
+    raise VideoError(f"{path}: the number of decodable frames differs on every "
+                     f"read; the file is probably damaged (last read {count})")
+
+  frames = np.zeros((num_frames, image_size, image_size, 3), np.uint8)
+  for i, index in enumerate(wanted.tolist()):
+    frames[i] = kept[index]
+  return frames, len(wanted)
