@@ -20,6 +20,7 @@ from videojax import extract, train
 from videojax.checkpoint import CheckpointMismatch, Checkpoints
 from videojax.data import features as F
 from videojax.data import synthetic, ucf101, video
+from videojax.models import resnet
 from videojax.predict import Predictor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -90,7 +91,6 @@ def test_packed_batches_equal_embedding_each_clip_alone(tiny):
                                                     pathlib.Path(c.data.features_dir))
   for i in (0, len(fs) - 1):
     frames, length = video.read_video(tiny["root"] / f"{fs.video_ids[i]}.avi", 8, 96)
-    from videojax.models import resnet
     want = np.asarray(module.apply(variables, resnet.preprocess(frames[:length])))
     assert length == fs.lengths[i]
     # float16 storage: relative error 2^-11, so compare at 1e-2 relative to the scale.
