@@ -246,7 +246,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   expected_hash = features_lib.spec_hash(spec)
 
   module, variables = load_or_init_backbone(spec, features_dir)
-  mesh = sharding.make_local_mesh(config.extract.num_devices)
+  mesh = sharding.make_mesh(config.extract.num_devices, local=True)
   n_dev = mesh.devices.size
   batch_size = math.ceil(config.extract.batch_size / n_dev) * n_dev
   embed = make_embed_fn(module, variables, mesh)

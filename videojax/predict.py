@@ -11,6 +11,7 @@ from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
 from videojax.data import video
 from videojax.extract import BACKBONE_FILE, load_or_init_backbone, make_embed_fn
+from videojax.train import standardize
 
 
 class Predictor:
@@ -36,15 +37,15 @@ class Predictor:
                               f"run's features is missing (run {workdir} was trained on "
                               f"{features_dir})")
     module, variables = load_or_init_backbone(self.spec, features_dir)
-    self._embed = make_embed_fn(module, variables, sharding.make_local_mesh(1))
+    self._embed = make_embed_fn(module, variables, sharding.make_mesh(1, local=True))
     self.model = models.create_model(meta["model"], len(self.class_names),
                                      **meta["model_kwargs"])
     state = ckpts.restore_raw(step)
     self.params = state["params"]
-    self._mean, self._std = np.asarray(state["feature_mean"]), np.asarray(state["feature_std"])
+    self._mean, self._std = state["feature_mean"], state["feature_std"]
     ckpts.close()
-    self._apply = jax.jit(lambda p, f, m: jax.nn.softmax(
-        self.model.apply({"params": p}, f, m, train=False)))
+    self._apply = jax.jit(lambda p, f, m: jax.nn.softmax(self.model.apply(
+        {"params": p}, standardize(f, m, self._mean, self._std), m, train=False)))
 
   def probabilities(self, path: str | pathlib.Path) -> np.ndarray:
     """f32[k] class probabilities of one video file; VideoError if it can't be read."""
@@ -53,8 +54,6 @@ class Predictor:
     if not np.isfinite(feats[:length]).all():
       raise features_lib.FeatureError(f"{path}: backbone features are NaN/inf")
     mask = np.arange(len(frames)) < length
-    feats = (feats - self._mean) / self._std  # the run's training-split standardisation
-    feats[~mask] = 0
     return np.asarray(self._apply(self.params, feats[None], mask[None]))[0]
 
   def top_k(self, path: str | pathlib.Path, k: int = 5) -> list[tuple[str, float]]:

@@ -6,24 +6,20 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D mesh ('data',) over the first `num_devices` devices (0 = all, every host)."""
-  devices = jax.devices()
+def make_mesh(num_devices: int = 0, *, local: bool = False) -> Mesh:
+  """A 1-D mesh ('data',) over the first `num_devices` devices (0 = all).
+
+  local=False spans every host (training); local=True only this host's devices
+  (extraction and prediction, where each host works on its own videos).
+  """
+  devices = jax.local_devices() if local else jax.devices()
   if num_devices < 0 or num_devices > len(devices):
-    raise ValueError(f"train.num_devices={num_devices}: accepted 0 (all) to {len(devices)}")
-  if num_devices and jax.process_count() > 1:
+    raise ValueError(f"num_devices={num_devices}: accepted 0 (all) to {len(devices)}")
+  if num_devices and not local and jax.process_count() > 1:
     raise ValueError("train.num_devices must be 0 (all devices) in a multi-host run")
   devices = devices[:num_devices or len(devices)]
   return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=devices)
-
-
-def make_local_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D mesh ('data',) over this host's first `num_devices` devices (0 = all)."""
-  devices = jax.local_devices()
-  if num_devices < 0 or num_devices > len(devices):
-    raise ValueError(f"num_devices={num_devices}: accepted 0 (all) to {len(devices)}")
-  return Mesh(np.array(devices[:num_devices or len(devices)]), ("data",))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

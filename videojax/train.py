@@ -66,10 +66,16 @@ def feature_statistics(fs: features_lib.FeatureSet,
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
+def standardize(features: jax.Array, mask: jax.Array, mean: jax.Array,
+                std: jax.Array) -> jax.Array:
+  """(features - mean) / std as f32[b, t, d]; padded frames stay zero (the mask marks them)."""
+  x = (features.astype(jnp.float32) - mean) / std
+  return jnp.where(mask[..., None], x, 0.0)
+
+
 def normalized_features(state: TrainState, batch: Mapping[str, jax.Array]) -> jax.Array:
-  """Standardised f32[b, t, d]; padded frames stay zero (the mask still marks them)."""
-  x = (batch["features"].astype(jnp.float32) - state.feature_mean) / state.feature_std
-  return jnp.where(batch["mask"][..., None], x, 0.0)
+  """The batch's features standardised with the state's training-split statistics."""
+  return standardize(batch["features"], batch["mask"], state.feature_mean, state.feature_std)
 
 
 def model_kwargs(config: ml_collections.ConfigDict) -> dict:
