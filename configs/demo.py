@@ -1,6 +1,7 @@
 """The embedded demo: generated videos in UCF-101 layout, small and fast on 2 CPU cores.
 
 `scripts/demo.py` fills in data.root and data.features_dir under its --workdir.
+Features come from the ImageNet EfficientNet-Lite0 that installs with videojax.
 Differs from default.py: 112 px frames, T = 16, 2x2 grid pooling (the demo's
 motion classes need coarse position, which global average pooling discards),
 and a shorter schedule.

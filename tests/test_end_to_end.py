@@ -20,7 +20,7 @@ from videojax import extract, train
 from videojax.checkpoint import CheckpointMismatch, Checkpoints
 from videojax.data import features as F
 from videojax.data import synthetic, ucf101, video
-from videojax.models import resnet
+from videojax.models import backbone_feature_dim, preprocess_frames
 from videojax.predict import Predictor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -76,7 +76,8 @@ def test_extraction_wrote_every_clip_with_masks(tiny):
   fs = F.load_split(tiny["config"].data.features_dir, "train")
   examples = ucf101.read_split(tiny["root"], "train")
   assert sorted(fs.video_ids) == sorted(e.video_id for e in examples)
-  assert fs.features.shape[1:] == (8, 512 * 4) and not fs.failed
+  width = backbone_feature_dim(tiny["config"].extract.backbone, "grid", 2)
+  assert fs.features.shape[1:] == (8, width) and not fs.failed
   assert (fs.lengths >= 6).all() and (fs.lengths <= 8).all()
   assert not fs.features[np.arange(8)[None, :] >= fs.lengths[:, None]].any()
   assert tiny["reports"][8]["extracted"] == len(list(pathlib.Path(
@@ -91,7 +92,7 @@ def test_packed_batches_equal_embedding_each_clip_alone(tiny):
                                                     pathlib.Path(c.data.features_dir))
   for i in (0, len(fs) - 1):
     frames, length = video.read_video(tiny["root"] / f"{fs.video_ids[i]}.avi", 8, 96)
-    want = np.asarray(module.apply(variables, resnet.preprocess(frames[:length])))
+    want = np.asarray(module.apply(variables, preprocess_frames(c.extract.backbone, frames[:length])))
     assert length == fs.lengths[i]
     # float16 storage: relative error 2^-11, so compare at 1e-2 relative to the scale.
     np.testing.assert_allclose(fs.features[i, :length], want, rtol=1e-2,
@@ -129,6 +130,27 @@ def test_rerun_skips_finished_shards_and_reports_bad_videos(tiny, tmp_path):
   assert len((feats / "failed_videos.csv").read_text().strip().split("\n")) == 3
   fs = F.load_split(feats, "train")
   assert len(fs) == len(ucf101.read_split(root, "train")) - 2
+
+
+def test_multiscale_extraction_averages_views_per_position(tiny, tmp_path):
+  c = copy.deepcopy(tiny["config"])
+  c.data.features_dir = str(tmp_path / "features")
+  scales = (1.0, 0.5, 1.5)
+  c.extract.temporal_scales = scales
+  extract.extract_features(c, splits=("test",), echo=lambda *_: None)
+  fs = F.load_split(c.data.features_dir, "test")
+  assert fs.spec["temporal_scales"] == list(scales)
+  module, variables = extract.load_or_init_backbone(fs.spec, tmp_path / "features")
+  clip = int(np.argmax(fs.lengths))
+  frames, frame_of, length = video.read_video_views(
+      tiny["root"] / f"{fs.video_ids[clip]}.avi", 8, 96, scales)
+  embedded = np.asarray(module.apply(variables, preprocess_frames(c.extract.backbone, frames)))
+  views = np.where((frame_of >= 0)[..., None], embedded[frame_of], 0)  # [views, t, d]
+  want = views.sum(0) / (frame_of >= 0).sum(0)[:, None]
+  assert length == fs.lengths[clip] and (frame_of[2] < 0).any()  # 1.5 runs past the ends.
+  np.testing.assert_allclose(fs.features[clip, :length], want, rtol=1e-2,
+                             atol=1e-2 * np.abs(want).max())  # float16 storage
+  assert not np.allclose(want, embedded[frame_of[0]], atol=1e-2 * np.abs(want).max())
 
 
 def test_extraction_refuses_a_features_dir_of_other_settings(tiny):

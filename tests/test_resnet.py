@@ -9,7 +9,8 @@ import pytest
 
 from videojax.models import (BACKBONE_NAMES, backbone_feature_dim,
                              create_backbone)
-from videojax.models.resnet import adaptive_avg_pool, preprocess
+from videojax.models.pooling import adaptive_avg_pool
+from videojax.models.resnet import preprocess
 
 N = 2
 S = 112  # Image side for every compiled run; the final map is 4x4.
@@ -42,7 +43,8 @@ def test_output_shapes_without_compiling(name, pooling):
   x = jax.ShapeDtypeStruct((N, 112, 112, 3), jnp.float32)
   out, variables = jax.eval_shape(
       lambda x: model.init_with_output(jax.random.key(0), x), x)
-  d = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048}[name]
+  d = {'resnet18': 512, 'resnet34': 512}.get(
+      name, 1280 if name.startswith('efficientnet') else 2048)
   want = d if pooling == 'avg' else d * 9
   assert backbone_feature_dim(name, pooling, grid_size=3) == want
   assert out.shape == (N, want) and out.dtype == jnp.float32
@@ -137,7 +139,7 @@ def test_preprocess():
 
 def test_registry_errors():
   with pytest.raises(ValueError, match='resnet18, resnet34, resnet50'):
-    create_backbone('resnet101')
+    create_backbone('resnet1000')
   with pytest.raises(ValueError, match='poolng'):
     create_backbone('resnet18', poolng='grid')
   with pytest.raises(ValueError, match='max'):

@@ -1,6 +1,7 @@
 """Padding, batch and order invariances of the temporal classifiers."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -8,18 +9,26 @@ import numpy as np
 import pytest
 
 from videojax.models import MODEL_NAMES, create_model
+from videojax.models.convlstm import ConvLSTMClassifier
 from videojax.models.temporal import masked_mean
 
 ATOL = 1e-6  # fp32; padding must not change results beyond rounding.
 B, T, D, K = 3, 6, 8, 4
 LENGTHS = np.array([6, 4, 2])
 T_LONG = T + 4  # One padded length for every test: each new shape compiles.
+# Per-frame input of models that take more than features f32[d] (raw frames).
+STEP_SHAPES = {ConvLSTMClassifier: (4, 4, 3)}
 
 
-def _clip(t=T, lengths=LENGTHS, pad_value=0.0, seed=0):
-  """Features f32[b, t, d] equal to the base clip on valid frames."""
-  base = np.random.default_rng(seed).normal(size=(B, T, D)).astype(np.float32)
-  x = np.full((B, t, D), pad_value, np.float32)
+def _clip(model, t=T, lengths=LENGTHS, pad_value=0.0, seed=0):
+  """Inputs f32[b, t, ...] for `model`, equal to the base clip on valid frames.
+
+  Features f32[b, t, d], or frames f32[b, t, h, w, c] per STEP_SHAPES.
+  """
+  step = STEP_SHAPES.get(type(model), (D,))
+  base = np.random.default_rng(seed).normal(size=(B, T) + step)
+  base = base.astype(np.float32)
+  x = np.full((B, t) + step, pad_value, np.float32)
   mask = np.arange(t)[None, :] < np.asarray(lengths)[:, None]
   x[:, :T] = base
   x[~mask] = pad_value
@@ -30,7 +39,7 @@ def _clip(t=T, lengths=LENGTHS, pad_value=0.0, seed=0):
 def _model_and_params(name):
   """Model and params, cached: every compile on CPU costs seconds."""
   model = create_model(name, K)
-  x, mask = _clip()
+  x, mask = _clip(model)
   params = jax.jit(functools.partial(model.init, train=False))(
       jax.random.key(0), x, mask)
   return model, params
@@ -52,15 +61,15 @@ def model_and_params(request):
 
 def test_longer_padding_changes_nothing(model_and_params):
   model, params = model_and_params
-  want = _logits(model, params, *_clip())
-  got = _logits(model, params, *_clip(t=T_LONG))
+  want = _logits(model, params, *_clip(model))
+  got = _logits(model, params, *_clip(model, t=T_LONG))
   np.testing.assert_allclose(got, want, atol=ATOL)
 
 
 def test_garbage_padding_changes_nothing(model_and_params):
   model, params = model_and_params
-  want = _logits(model, params, *_clip())
-  x, mask = _clip(t=T_LONG)
+  want = _logits(model, params, *_clip(model))
+  x, mask = _clip(model, t=T_LONG)
   x[~mask] = 1e6 * np.random.default_rng(1).normal(size=x[~mask].shape)
   np.testing.assert_allclose(_logits(model, params, x, mask), want, atol=ATOL)
   x[~mask] = np.nan
@@ -69,9 +78,9 @@ def test_garbage_padding_changes_nothing(model_and_params):
 
 def test_examples_are_independent(model_and_params):
   model, params = model_and_params
-  x, mask = _clip()
+  x, mask = _clip(model)
   want = _logits(model, params, x, mask)[1]
-  other, _ = _clip(seed=7)
+  other, _ = _clip(model, seed=7)
   x2 = other.copy()
   x2[1] = x[1]
   mask2 = np.ones_like(mask)  # Other rows now full length, row 1 unchanged.
@@ -92,8 +101,8 @@ def test_padding_gives_same_gradients(model_and_params):
                                 axis=1).sum()
 
   grad = jax.jit(jax.grad(loss))
-  g_short = grad(params, *_clip())
-  x, mask = _clip(t=T_LONG)
+  g_short = grad(params, *_clip(model))
+  x, mask = _clip(model, t=T_LONG)
   x[~mask] = 1e3 * np.random.default_rng(2).normal(size=x[~mask].shape)
   g_long = grad(params, x, mask)
   flat_short, _ = jax.tree.flatten(g_short)
@@ -105,7 +114,7 @@ def test_padding_gives_same_gradients(model_and_params):
 
 def test_zero_length_gives_finite_logits(model_and_params):
   model, params = model_and_params
-  x, mask = _clip(lengths=[6, 0, 2], pad_value=np.nan)
+  x, mask = _clip(model, lengths=[6, 0, 2], pad_value=np.nan)
   logits = _logits(model, params, x, mask)
   assert np.isfinite(logits).all()
 
@@ -113,7 +122,7 @@ def test_zero_length_gives_finite_logits(model_and_params):
 def test_dropout_only_in_training(model_and_params):
   model, params = model_and_params
   model = model.clone(dropout=0.5)
-  x, mask = _clip()
+  x, mask = _clip(model)
   eval_logits = _logits(model, params, x, mask)
   train_apply = jax.jit(lambda key: model.apply(
       params, x, mask, train=True, rngs={'dropout': key}))
@@ -132,7 +141,7 @@ def _reverse_valid(x, mask):
 
 def test_gru_is_order_sensitive():
   model, params = _model_and_params('gru')
-  x, mask = _clip()
+  x, mask = _clip(model)
   diff = _logits(model, params, x, mask) - _logits(
       model, params, _reverse_valid(x, mask), mask)
   # Rows with >1 frame must change; 1e-4 is far above fp32 rounding.
@@ -141,7 +150,7 @@ def test_gru_is_order_sensitive():
 
 def test_meanpool_is_order_invariant():
   model, params = _model_and_params('meanpool')
-  x, mask = _clip()
+  x, mask = _clip(model)
   rng = np.random.default_rng(3)
   shuffled = x.copy()
   for i, n in enumerate(LENGTHS):
@@ -161,8 +170,8 @@ def test_masked_mean():
 @pytest.mark.parametrize('name', MODEL_NAMES)
 def test_bad_shapes_raise_at_trace_time(name):
   model, params = _model_and_params(name)
-  x, mask = _clip()
-  with pytest.raises(ValueError, match=r'\(3, 6, 8\).*\(3, 5\)'):
+  x, mask = _clip(model)
+  with pytest.raises(ValueError, match=re.escape(str(x.shape)) + r'.*\(3, 5\)'):
     jax.eval_shape(lambda: model.apply(params, x, mask[:, :5], train=False))
   with pytest.raises(ValueError, match=r'\(3, 6\)'):
     jax.eval_shape(lambda: model.apply(params, x[..., 0], mask, train=False))

@@ -285,3 +285,41 @@ def test_read_video_real_clips(shared_data):
     assert 48 <= len(every) <= 333, path
     np.testing.assert_array_equal(frames, every[sample_indices(len(every), 16)],
                                   err_msg=str(path))
+
+
+# --- temporal views -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,t", [(5, 8), (60, 16), (17, 16)])
+def test_scale_one_is_plain_sampling(n, t):
+  idx, valid = video.sample_indices_at_scale(n, t, 1.0)
+  np.testing.assert_array_equal(idx, sample_indices(n, t))
+  assert valid.all()
+
+
+def test_slower_view_stays_inside_and_faster_view_runs_past_the_ends():
+  slow, slow_ok = video.sample_indices_at_scale(100, 10, 0.5)
+  assert slow_ok.all() and slow.min() >= 25 and slow.max() < 75
+  assert (np.diff(slow) > 0).all()
+  fast, fast_ok = video.sample_indices_at_scale(100, 10, 2.0)
+  # Times 50 + 200 * ((i + .5) / 10 - .5) = 20 i - 40: -40, -20, 0, 20, ..., 140.
+  np.testing.assert_array_equal(fast_ok, [False, False] + [True] * 5 + [False] * 3)
+  np.testing.assert_array_equal(fast[fast_ok], [0, 20, 40, 60, 80])
+  with pytest.raises(ValueError, match="scale"):
+    video.sample_indices_at_scale(10, 4, 0.0)
+
+
+def test_views_decode_each_frame_once_and_agree_with_read_video(tmp_path):
+  path = _write_avi(tmp_path / "ramp.avi", _grey_ramp(40, 6))
+  frames, frame_of, length = video.read_video_views(path, 8, 16, (1.0, 0.5, 1.5))
+  assert length == 8 and frame_of.shape == (3, 8)
+  used = np.unique(frame_of[frame_of >= 0])
+  np.testing.assert_array_equal(used, np.arange(len(frames)))  # Nothing decoded twice or unused.
+  plain, plain_length = read_video(path, 8, 16)
+  assert plain_length == length
+  np.testing.assert_array_equal(frames[frame_of[0]], plain)
+  for v, scale in enumerate((1.0, 0.5, 1.5)):
+    idx, ok = video.sample_indices_at_scale(40, 8, scale)
+    np.testing.assert_array_equal(frame_of[v] >= 0, ok)
+    # Frame i of the ramp is grey level 6 i.
+    np.testing.assert_allclose(_levels(frames[frame_of[v][ok]]), 6 * idx[ok], atol=_JPEG_TOL)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import csv
+import functools
+import hashlib
 import io
 import itertools
 import json
@@ -35,7 +37,6 @@ from videojax import models, sharding
 from videojax.data import features as features_lib
 from videojax.data import ucf101, video
 from videojax.files import write_json_atomic, write_text_atomic
-from videojax.models import resnet
 
 BACKBONE_FILE = "backbone.msgpack"
 SPEC_FILE = "spec.json"
@@ -47,10 +48,15 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The settings that determine the features; their hash marks every shard."""
   e = config.extract
   spec = {"format_version": features_lib.FORMAT_VERSION, "backbone": e.backbone,
-          "weights": "random-init", "seed": e.seed, "pooling": e.pooling,
+          "weights": e.weights, "seed": e.seed, "pooling": e.pooling,
           "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split}
   if e.pooling == "grid":
     spec["grid_size"] = e.grid_size
+  if tuple(e.temporal_scales) != (1.0,):
+    spec["temporal_scales"] = [float(v) for v in e.temporal_scales]
+  path = models.backbone_weights_path(e.backbone, e.weights)
+  if path is not None:  # Another file under the same name gives other features.
+    spec["weights_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
   return spec
 
 
@@ -63,6 +69,9 @@ def create_backbone(spec: dict[str, Any]):
 
 def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
   """The backbone module and its variables, saved beside the features.
+
+  The variables come from `spec['weights']` ('imagenet', 'random-init' or a
+  file; see `models.load_backbone_variables`).
 
   The variables are written once to `<features_dir>/backbone.msgpack`, so that
   prediction later embeds new videos with exactly the weights the features
@@ -84,20 +93,27 @@ def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
                                       f"{spec['backbone']!r}; delete it or use another "
                                       "features_dir")
     return module, variables
-  variables = jax.device_get(module.init(jax.random.key(spec["seed"]), dummy))
+  variables = models.load_backbone_variables(spec["backbone"], module, spec["weights"],
+                                             seed=spec["seed"], image_size=spec["image_size"])
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
   tmp.write_bytes(flax.serialization.msgpack_serialize(variables))
   os.replace(tmp, path)
   return module, variables
 
 
-def make_embed_fn(module, variables, mesh: Mesh) -> Callable[[np.ndarray], np.ndarray]:
-  """frames u8[n, s, s, 3] -> features f32[n, d]; n a multiple of the mesh size."""
+def make_embed_fn(backbone: str, module, variables,
+                  mesh: Mesh) -> Callable[[np.ndarray], np.ndarray]:
+  """frames u8[n, s, s, 3] -> features f32[n, d]; n a multiple of the mesh size.
+
+  `backbone` names the module's architecture, which fixes the preprocessing.
+  """
   repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   variables = jax.device_put(variables, repl)
 
+  preprocess = functools.partial(models.preprocess_frames, backbone)
+
   def embed(variables, frames):
-    return module.apply(variables, resnet.preprocess(frames))
+    return module.apply(variables, preprocess(frames))
 
   embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data)
   return lambda frames: np.asarray(embed(variables, jax.device_put(frames, data)))
@@ -119,57 +135,69 @@ def prefetch_map(fn: Callable, items: Iterable, num_workers: int,
 class FramePacker:
   """Packs the real frames of consecutive clips into fixed-size device batches.
 
+  A clip arrives as its distinct frames and, per temporal view, which frame
+  each position shows (see `video.read_video_views`); a position's feature is
+  the mean over the views in which it lies inside the clip.
+
   Attributes:
-    features: f32[n, t, d] per clip slot; frames past each clip's length stay 0.
+    features: f32[n, t, d] per clip slot, after `flush`; positions past each
+      clip's length stay 0.
   """
 
   def __init__(self, embed, batch_size: int, num_clips: int, num_frames: int,
                image_size: int, feature_dim: int):
     self._embed = embed
     self._buf = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
-    self._owners: list[tuple[int, int, int, int]] = []  # clip, first frame, buffer row, count
-    self._fill = 0
-    self.features = np.zeros((num_clips, num_frames, feature_dim), np.float32)
+    # Per buffer row: (clip, view positions [(view, position), ...]).
+    self._owners: list[tuple[int, np.ndarray]] = []
+    self._sum = np.zeros((num_clips, num_frames, feature_dim), np.float32)
+    self._count = np.zeros((num_clips, num_frames), np.int32)
 
-  def add(self, clip: int, frames: np.ndarray, length: int) -> None:
-    pos = 0
-    while pos < length:
-      take = min(len(self._buf) - self._fill, length - pos)
-      self._buf[self._fill:self._fill + take] = frames[pos:pos + take]
-      self._owners.append((clip, pos, self._fill, take))
-      self._fill += take
-      pos += take
-      if self._fill == len(self._buf):
+  @property
+  def features(self) -> np.ndarray:
+    return self._sum / np.maximum(self._count, 1)[..., None]
+
+  def add(self, clip: int, frames: np.ndarray, frame_of: np.ndarray) -> None:
+    """frames u8[k, s, s, 3] distinct frames; frame_of i32[views, length], -1 = none."""
+    for row, frame in enumerate(frames):
+      positions = np.nonzero(frame_of == row)[1]
+      if not len(positions):
+        continue
+      self._buf[len(self._owners)] = frame
+      self._owners.append((clip, positions))
+      if len(self._owners) == len(self._buf):
         self.flush()
 
   def flush(self) -> None:
-    if not self._fill:
+    if not self._owners:
       return
-    self._buf[self._fill:] = 0
+    self._buf[len(self._owners):] = 0
     out = self._embed(self._buf)
-    for clip, pos, row, take in self._owners:
-      self.features[clip, pos:pos + take] = out[row:row + take]
-    self._owners, self._fill = [], 0
+    for row, (clip, positions) in enumerate(self._owners):
+      np.add.at(self._sum[clip], positions, out[row])
+      np.add.at(self._count[clip], positions, 1)
+    self._owners = []
 
 
-def _decode(example: ucf101.Example, num_frames: int, image_size: int):
-  return video.read_video(example.path, num_frames, image_size)
+def _decode(example: ucf101.Example, spec: dict[str, Any]):
+  return video.read_video_views(example.path, spec["num_frames"], spec["image_size"],
+                                tuple(spec.get("temporal_scales", (1.0,))))
 
 
 def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, embed,
                   spec: dict[str, Any], class_names: Sequence[str], feature_dim: int,
                   batch_size: int, num_workers: int, progress) -> list[list[str]]:
   """Embeds one shard's clips and writes the shard; returns its failures."""
-  t, s = spec["num_frames"], spec["image_size"]
-  packer = FramePacker(embed, batch_size, len(examples), t, s, feature_dim)
+  packer = FramePacker(embed, batch_size, len(examples), spec["num_frames"],
+                       spec["image_size"], feature_dim)
   lengths = np.zeros(len(examples), np.int32)
   failed: list[list[str]] = []
-  decoded = prefetch_map(lambda e: _decode(e, t, s), examples, num_workers,
+  decoded = prefetch_map(lambda e: _decode(e, spec), examples, num_workers,
                          depth=2 * max(1, num_workers))
   for i, (example, future) in enumerate(zip(examples, decoded)):
     try:
-      frames, lengths[i] = future.result()
-      packer.add(i, frames, int(lengths[i]))
+      frames, frame_of, lengths[i] = future.result()
+      packer.add(i, frames, frame_of)
     except (video.VideoError, cv2.error, OSError) as e:
       failed.append([example.video_id, str(e)])
     progress.update(1)
@@ -234,7 +262,12 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
     raise ValueError(f"config.extract.backbone={config.extract.backbone!r}; accepted: "
                      f"{', '.join(models.BACKBONE_NAMES)}")
   if config.extract.pooling not in ("avg", "grid"):
-    raise ValueError(f"config.extract.pooling={config.extract.pooling!r}; accepted: avg, grid")
+    raise ValueError(f"config.extract.pooling={config.extract.pooling!r}; accepted: avg, grid "
+                     "(for whole feature maps use grid with grid_size = image_size / 32)")
+  scales = tuple(config.extract.temporal_scales)
+  if not scales or not all(isinstance(v, (int, float)) and v > 0 for v in scales):
+    raise ValueError(f"config.extract.temporal_scales={scales!r}: give one or more "
+                     "positive scales, e.g. (1.0,) or (1.0, 0.85, 1.15)")
   if not 0 <= worker < num_workers:
     raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
   root = pathlib.Path(config.data.root)
@@ -249,7 +282,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   mesh = sharding.make_mesh(config.extract.num_devices, local=True)
   n_dev = mesh.devices.size
   batch_size = math.ceil(config.extract.batch_size / n_dev) * n_dev
-  embed = make_embed_fn(module, variables, mesh)
+  embed = make_embed_fn(spec["backbone"], module, variables, mesh)
   feature_dim = models.backbone_feature_dim(spec["backbone"], spec["pooling"],
                                             spec.get("grid_size", 2))
   size = config.extract.shard_size

@@ -10,7 +10,7 @@ from videojax import models, sharding
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
 from videojax.data import video
-from videojax.extract import BACKBONE_FILE, load_or_init_backbone, make_embed_fn
+from videojax.extract import BACKBONE_FILE, FramePacker, load_or_init_backbone, make_embed_fn
 from videojax.train import standardize
 
 
@@ -37,7 +37,10 @@ class Predictor:
                               f"run's features is missing (run {workdir} was trained on "
                               f"{features_dir})")
     module, variables = load_or_init_backbone(self.spec, features_dir)
-    self._embed = make_embed_fn(module, variables, sharding.make_mesh(1, local=True))
+    self._dim = models.backbone_feature_dim(self.spec["backbone"], self.spec["pooling"],
+                                            self.spec.get("grid_size", 2))
+    self._embed = make_embed_fn(self.spec["backbone"], module, variables,
+                                sharding.make_mesh(1, local=True))
     self.model = models.create_model(meta["model"], len(self.class_names),
                                      **meta["model_kwargs"])
     state = ckpts.restore_raw(step)
@@ -49,11 +52,18 @@ class Predictor:
 
   def probabilities(self, path: str | pathlib.Path) -> np.ndarray:
     """f32[k] class probabilities of one video file; VideoError if it can't be read."""
-    frames, length = video.read_video(path, self.spec["num_frames"], self.spec["image_size"])
-    feats = self._embed(frames).astype(np.float16).astype(np.float32)
+    t, size = self.spec["num_frames"], self.spec["image_size"]
+    frames, frame_of, length = video.read_video_views(
+        path, t, size, tuple(self.spec.get("temporal_scales", (1.0,))))
+    # As extraction: every view's frames, averaged per position, stored float16.
+    views = len(frame_of)  # A fixed batch of t * views frames: one compile.
+    packer = FramePacker(self._embed, t * views, 1, t, size, self._dim)
+    packer.add(0, frames, frame_of)
+    packer.flush()
+    feats = packer.features[0].astype(np.float16).astype(np.float32)
     if not np.isfinite(feats[:length]).all():
       raise features_lib.FeatureError(f"{path}: backbone features are NaN/inf")
-    mask = np.arange(len(frames)) < length
+    mask = np.arange(t) < length
     return np.asarray(self._apply(self.params, feats[None], mask[None]))[0]
 
   def top_k(self, path: str | pathlib.Path, k: int = 5) -> list[tuple[str, float]]:

@@ -58,6 +58,41 @@ def sample_indices(num_available: int, num_frames: int) -> np.ndarray:
   return ((2 * i + 1) * num_available // (2 * num_frames)).astype(np.int32)
 
 
+def sample_indices_at_scale(num_available: int, num_frames: int,
+                            scale: float) -> tuple[np.ndarray, np.ndarray]:
+  """`sample_indices` over a window `scale` times the clip, centred on it.
+
+  Position i of L = min(n, t) looks at time n/2 + scale * n * ((i + 0.5) / L
+  - 1/2): scale 1 is `sample_indices` exactly, scale < 1 samples the middle
+  of the clip more densely (a slower view), scale > 1 spreads the samples
+  past both ends (a faster view), and positions that fall outside the clip
+  are invalid for that view. Every view has the same L positions, so views
+  of one clip can be averaged position by position.
+
+  Args:
+    num_available: n >= 0 frames in the clip.
+    num_frames: t >= 1.
+    scale: > 0.
+
+  Returns:
+    (indices i32[L], valid bool[L]); indices are clipped into [0, n) and
+    meaningful only where valid.
+
+  Raises:
+    ValueError: on n < 0, t < 1 or scale <= 0.
+  """
+  if not scale > 0:
+    raise ValueError(f"temporal scale must be > 0, got {scale}")
+  base = sample_indices(num_available, num_frames)
+  if scale == 1.0:
+    return base, np.ones(len(base), bool)
+  n, length = num_available, len(base)
+  # n/2 + scale n ((i + .5) / L - .5) over one denominator: exact for exact scales.
+  time = (n * length + scale * n * (2 * np.arange(length) + 1 - length)) / max(2 * length, 1)
+  valid = (time >= 0) & (time < n)
+  return np.clip(np.floor(time), 0, max(n - 1, 0)).astype(np.int32), valid
+
+
 def _to_square_rgb(frame: np.ndarray, image_size: int) -> np.ndarray:
   """Centre-crops a decoded frame to a square and resizes it.
 
@@ -164,6 +199,27 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
     VideoError: the file is missing, cannot be opened as a video, holds no
       decodable frame, or decodes differently on every read.
   """
+  unique, frame_of, length = read_video_views(path, num_frames, image_size, (1.0,))
+  frames = np.zeros((num_frames, image_size, image_size, 3), np.uint8)
+  frames[:length] = unique[frame_of[0]]
+  return frames, length
+
+
+def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: int,
+                     scales: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+  """Decodes the frames of several temporal views of a file, each frame once.
+
+  View v samples `sample_indices_at_scale(n, num_frames, scales[v])`.
+
+  Returns:
+    (frames, frame_of, length): the distinct sampled frames u8[k, s, s, 3] in
+    time order; frame_of i32[len(scales), length], the row of `frames` that
+    view v shows at position i, or -1 where that position falls outside the
+    clip; and length = min(n, num_frames).
+
+  Raises:
+    ValueError, VideoError: as `read_video`, and on a scale <= 0.
+  """
   if num_frames < 1:
     raise ValueError(f"num_frames must be >= 1, got {num_frames}")
   if image_size < 1:
@@ -179,7 +235,8 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
     if attempt:
       capture = _open(path)
     # With no hint nothing is kept: the pass only counts the frames.
-    wanted = sample_indices(count_hint, num_frames)
+    views = [sample_indices_at_scale(count_hint, num_frames, v) for v in scales]
+    wanted = np.unique(np.concatenate([i[ok] for i, ok in views]))
     kept, count = _decode_pass(path, capture, wanted, image_size)
     if count == 0:
       raise VideoError(f"{path}: no decodable frames (reported frame count "
@@ -192,7 +249,6 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
     raise VideoError(f"{path}: the number of decodable frames differs on every "
                      f"read; the file is probably damaged (last read {count})")
 
-  frames = np.zeros((num_frames, image_size, image_size, 3), np.uint8)
-  for i, index in enumerate(wanted.tolist()):
-    frames[i] = kept[index]
-  return frames, len(wanted)
+  frames = np.stack([kept[i] for i in wanted.tolist()])
+  frame_of = np.stack([np.where(ok, np.searchsorted(wanted, i), -1) for i, ok in views])
+  return frames, frame_of.astype(np.int32), frame_of.shape[1]

@@ -1,25 +1,48 @@
 """Models picked by name: temporal classifiers and frozen frame backbones."""
 
 import dataclasses
+import functools
+import pathlib
+from collections.abc import Callable
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-from videojax.models import resnet
+from videojax.models import efficientnet, resnet
+from videojax.models import pooling as _pooling
+from videojax.models.convlstm import (
+    ConvLSTMClassifier, ConvLSTMFeatureClassifier)
 from videojax.models.temporal import GRUClassifier, MeanPoolClassifier
+from videojax.models.temporal_attention import (
+    BiLSTMAttentionClassifier, TransformerClassifier)
 
 _MODELS: dict[str, type[nn.Module]] = {
     'gru': GRUClassifier,
     'meanpool': MeanPoolClassifier,
+    'bilstm_attention': BiLSTMAttentionClassifier,
+    'transformer': TransformerClassifier,
+    'convlstm': ConvLSTMClassifier,
+    'convlstm_features': ConvLSTMFeatureClassifier,
 }
-_BACKBONES: dict[str, tuple[tuple[int, ...], type[nn.Module]]] = {
-    'resnet18': ((2, 2, 2, 2), resnet.BasicBlock),
-    'resnet34': ((3, 4, 6, 3), resnet.BasicBlock),
-    'resnet50': ((3, 4, 6, 3), resnet.Bottleneck),
+# name -> (module factory, frame preprocessing u8[n, h, w, 3] -> f32).
+_BACKBONES: dict[str, tuple[Callable[..., nn.Module], Callable]] = {
+    **{name: (functools.partial(resnet.ResNet, stage_sizes=sizes, block_cls=block),
+              resnet.preprocess)
+       for name, sizes, block in [
+           ('resnet18', (2, 2, 2, 2), resnet.BasicBlock),
+           ('resnet34', (3, 4, 6, 3), resnet.BasicBlock),
+           ('resnet50', (3, 4, 6, 3), resnet.Bottleneck),
+           ('resnet101', (3, 4, 23, 3), resnet.Bottleneck),
+           ('resnet152', (3, 8, 36, 3), resnet.Bottleneck)]},
+    **{name: (functools.partial(efficientnet.EfficientNetLite, width=w, depth=d),
+              efficientnet.preprocess)
+       for name, (w, d, _) in efficientnet.VARIANTS.items()},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_MODELS)
 BACKBONE_NAMES: tuple[str, ...] = tuple(_BACKBONES)
 # What create_backbone lets callers set; the architecture comes from the name.
-_BACKBONE_KWARGS = ('pooling', 'grid_size', 'dtype')
+_BACKBONE_KWARGS = ('pooling', 'grid_size', 'dtype', 'classifier')
 
 
 def _lookup(kind: str, name: str, registry: dict) -> object:
@@ -62,19 +85,25 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 def create_backbone(name: str, **kwargs) -> nn.Module:
   """A frozen frame backbone by name: `f32[n, h, w, 3] -> f32[n, d]`.
 
-  Keywords: pooling ('avg' or 'grid'), grid_size, dtype; see `resnet.ResNet`.
+  Keywords: pooling ('avg', 'grid' or 'map'), grid_size, dtype; and for
+  EfficientNet-Lite, classifier (ImageNet logits instead of features).
 
   Raises:
     ValueError: on an unknown name, keyword or pooling.
   """
-  stage_sizes, block_cls = _lookup('backbone', name, _BACKBONES)
-  _check_kwargs(f'create_backbone({name!r})', kwargs, _BACKBONE_KWARGS)
-  pooling = kwargs.get('pooling', 'avg')
-  if pooling not in resnet.POOLINGS:
+  factory, _ = _lookup('backbone', name, _BACKBONES)
+  allowed = _BACKBONE_KWARGS if name.startswith('efficientnet') else _BACKBONE_KWARGS[:-1]
+  _check_kwargs(f'create_backbone({name!r})', kwargs, allowed)
+  if kwargs.get('pooling', 'avg') not in _pooling.POOLINGS:
     raise ValueError(
         f'create_backbone({name!r}): pooling must be one of '
-        f'{resnet.POOLINGS}; got {pooling!r}')
-  return resnet.ResNet(stage_sizes=stage_sizes, block_cls=block_cls, **kwargs)
+        f'{_pooling.POOLINGS}; got {kwargs["pooling"]!r}')
+  return factory(**kwargs)
+
+
+def preprocess_frames(name: str, frames: jax.Array) -> jax.Array:
+  """RGB frames u8[n, h, w, 3] scaled as backbone `name` was trained on."""
+  return _lookup('backbone', name, _BACKBONES)[1](frames)
 
 
 def backbone_feature_dim(name: str, pooling: str = 'avg',
@@ -82,10 +111,61 @@ def backbone_feature_dim(name: str, pooling: str = 'avg',
   """Width d of `create_backbone(name, pooling=..., grid_size=...)` features.
 
   Raises:
-    ValueError: on an unknown name or pooling.
+    ValueError: on an unknown name, or a pooling other than avg and grid.
   """
-  _, block_cls = _lookup('backbone', name, _BACKBONES)
-  return resnet.feature_dim(block_cls, pooling, grid_size)
+  return _pooling.feature_dim(create_backbone(name).feature_width, pooling, grid_size)
+
+
+def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
+  """The file behind `weights` for backbone `name`; None for 'random-init'.
+
+  Args:
+    name: a backbone name.
+    weights: 'imagenet' (the weights that ship with the EfficientNet-Lite
+      packages), 'random-init', or the path of a `.pth` / `.safetensors` file
+      (torchvision or timm layout for ResNets, efficientnet-lite-pytorch
+      layout for EfficientNet-Lite).
+
+  Raises:
+    ValueError: 'imagenet' for a backbone whose weights do not ship with us.
+    FileNotFoundError: a path that does not exist.
+  """
+  _lookup('backbone', name, _BACKBONES)
+  if weights == 'random-init':
+    return None
+  if weights == 'imagenet':
+    if name in efficientnet.VARIANTS:
+      return efficientnet.packaged_weights(name)
+    raise ValueError(
+        f'no ImageNet weights ship for {name}: set config.extract.weights to a '
+        'torchvision or timm checkpoint (.pth or .safetensors) you downloaded, '
+        'or use efficientnet_lite0/1/2, or random-init')
+  path = pathlib.Path(weights).expanduser()
+  if not path.is_file():
+    raise FileNotFoundError(
+        f'config.extract.weights={weights!r}: no such file (accepted: imagenet, '
+        'random-init or a .pth / .safetensors path)')
+  return path
+
+
+def load_backbone_variables(name: str, module: nn.Module, weights: str, *,
+                            seed: int = 0, image_size: int = 64) -> dict:
+  """Variables {'params', 'batch_stats'} for backbone `module` called `name`.
+
+  `weights` is as in `backbone_weights_path`; 'random-init' draws them from
+  `seed`.
+
+  Raises:
+    ValueError, FileNotFoundError: see `backbone_weights_path`.
+    checkpoint_io.WeightsError: a file that does not fit the architecture.
+  """
+  path = backbone_weights_path(name, weights)
+  if path is None:
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    return jax.device_get(module.init(jax.random.key(seed), dummy))
+  if name in efficientnet.VARIANTS:
+    return efficientnet.load_weights(path, module)
+  return resnet.load_torch_weights(path, module.stage_sizes, module.block_cls)
 
 
 __all__ = [
@@ -93,5 +173,8 @@ __all__ = [
     'MODEL_NAMES',
     'backbone_feature_dim',
     'create_backbone',
+    'backbone_weights_path',
     'create_model',
+    'load_backbone_variables',
+    'preprocess_frames',
 ]

@@ -19,18 +19,24 @@ convs asymmetrically on even inputs and shift every feature by a pixel.
 """
 
 import functools
-from collections.abc import Sequence
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from videojax.models.checkpoint_io import WeightsError, load_state_dict
+from videojax.models.pooling import POOLINGS, pool
 
 Dtype = Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-POOLINGS = ('avg', 'grid')
 
 # torchvision's init: kaiming normal, fan_out, for ReLU.
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -54,33 +60,6 @@ def preprocess(frames: jax.Array) -> jax.Array:
         f'{tuple(frames.shape)}')
   x = jnp.asarray(frames, jnp.float32) / 255.0
   return (x - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
-
-
-def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
-  """PyTorch's AdaptiveAvgPool2d: averages x over a size x size grid of bins.
-
-  Bin i along an axis of length L covers [floor(i L / size), ceil((i+1) L /
-  size)), so bins overlap when L is not a multiple of size and every bin is
-  non-empty even when L < size.
-
-  Args:
-    x: f32[n, h, w, c].
-    size: grid side k.
-
-  Returns:
-    f32[n, k, k, c].
-  """
-  def bounds(length: int) -> list[tuple[int, int]]:
-    return [(i * length // size, -(-(i + 1) * length // size))
-            for i in range(size)]
-
-  # Shapes are static, so these loops unroll into k*k small reductions.
-  rows = []
-  for y0, y1 in bounds(x.shape[1]):
-    row = [x[:, y0:y1, x0:x1, :].mean(axis=(1, 2))
-           for x0, x1 in bounds(x.shape[2])]
-    rows.append(jnp.stack(row, axis=1))
-  return jnp.stack(rows, axis=1)
 
 
 class BasicBlock(nn.Module):
@@ -157,12 +136,8 @@ class ResNet(nn.Module):
   Attributes:
     stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet18.
     block_cls: BasicBlock or Bottleneck.
-    pooling: 'avg' global average pool -> f32[n, d]; 'grid' average pools the
-      final map into grid_size x grid_size bins and flattens them in (row,
-      column, channel) order -> f32[n, d * k * k]. Global pooling forgets
-      where things are in the frame; the grid keeps a coarse layout (left vs
-      right, top vs bottom), which matters when the class depends on where
-      motion happens, at k*k times the feature width.
+    pooling: 'avg' -> f32[n, d], 'grid' -> f32[n, d k^2] or 'map' ->
+      f32[n, h/32, w/32, d]; see `pooling.pool`.
     grid_size: k for 'grid' pooling.
     dtype: compute dtype (bfloat16 halves memory and is fast on accelerators);
       params are float32 and the output is always float32.
@@ -173,6 +148,11 @@ class ResNet(nn.Module):
   grid_size: int = 2
   dtype: Dtype = jnp.float32
 
+  @property
+  def feature_width(self) -> int:
+    """Channels d of the final map: 512 times the block's expansion."""
+    return 512 * self.block_cls.expansion
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Features of preprocessed frames.
@@ -181,7 +161,7 @@ class ResNet(nn.Module):
       x: f32[n, h, w, 3], output of `preprocess`.
 
     Returns:
-      f32[n, d] for 'avg' pooling, f32[n, d * k * k] for 'grid'.
+      See `pooling`.
 
     Raises:
       ValueError: on a bad input shape, pooling name or grid size.
@@ -212,12 +192,7 @@ class ResNet(nn.Module):
             name=f'layer{i + 1}_{j}',
         )(x)
 
-    # Pool in float32: a mean over many bfloat16 values loses precision.
-    x = x.astype(jnp.float32)
-    if self.pooling == 'avg':
-      return x.mean(axis=(1, 2))
-    grid = adaptive_avg_pool(x, self.grid_size)
-    return grid.reshape(grid.shape[0], -1)
+    return pool(x, self.pooling, self.grid_size)
 
 
 ResNet18 = functools.partial(
@@ -228,10 +203,155 @@ ResNet50 = functools.partial(
     ResNet, stage_sizes=(3, 4, 6, 3), block_cls=Bottleneck)
 
 
-def feature_dim(block_cls: type[nn.Module], pooling: str = 'avg',
-                grid_size: int = 2) -> int:
-  """Width d of the pooled features for a block type and pooling."""
-  if pooling not in POOLINGS:
-    raise ValueError(f'pooling must be one of {POOLINGS}; got {pooling!r}')
-  d = 512 * block_cls.expansion
-  return d if pooling == 'avg' else d * grid_size * grid_size
+# Flax module / variable names -> torchvision's (see the module docstring);
+# layer{i}_{j} becomes layer{i}.{j}. timm's ResNets use the same names.
+_TORCH_MODULES = {'downsample_conv': 'downsample.0',
+                  'downsample_bn': 'downsample.1'}
+_TORCH_LEAVES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias',
+                 'mean': 'running_mean', 'var': 'running_var'}
+# Tensors of a torchvision/timm file that the backbone has no use for.
+_IGNORED = re.compile(r'fc\..*|.*\.num_batches_tracked')
+_KNOWN_LAYOUTS = {
+    ((2, 2, 2, 2), 'BasicBlock'): 'resnet18',
+    ((3, 4, 6, 3), 'BasicBlock'): 'resnet34',
+    ((3, 4, 6, 3), 'Bottleneck'): 'resnet50',
+    ((3, 4, 23, 3), 'Bottleneck'): 'resnet101',
+    ((3, 8, 36, 3), 'Bottleneck'): 'resnet152',
+}
+
+
+def torch_name(path: Sequence[str]) -> str:
+  """Torchvision tensor name of the Flax variable at `path` (no collection).
+
+  E.g. ('layer2_0', 'downsample_conv', 'kernel')
+  -> 'layer2.0.downsample.0.weight'.
+  """
+  *modules, leaf = path
+  parts = [_TORCH_MODULES.get(m, m.replace('_', '.')) for m in modules]
+  return '.'.join([*parts, _TORCH_LEAVES[leaf]])
+
+
+def _torch_shape(path: Sequence[str], shape: Sequence[int]) -> tuple[int, ...]:
+  """Shape a variable has in a torch file: kernels f32[o, i, kh, kw]."""
+  if path[-1] == 'kernel':
+    kh, kw, i, o = shape
+    return (o, i, kh, kw)
+  return tuple(shape)
+
+
+@functools.cache
+def _expected_variables(stage_sizes: tuple[int, ...], block_cls: type[nn.Module]
+                        ) -> tuple[tuple[tuple[str, ...], Any], ...]:
+  """((collection, *path), ShapeDtypeStruct) of every variable of the ResNet.
+
+  Traced with `jax.eval_shape`, so nothing is computed; param shapes do not
+  depend on the image size.
+  """
+  model = ResNet(stage_sizes, block_cls)
+  x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  return tuple(traverse_util.flatten_dict(variables).items())
+
+
+def _layout_hint(names: set[str], stage_sizes: Sequence[int],
+                 block_cls: type[nn.Module]) -> str:
+  """'; the file looks like ...' when the names read as another ResNet."""
+  blocks: dict[int, set[int]] = {}
+  for name in names:
+    if m := re.match(r'layer(\d+)\.(\d+)\.', name):
+      blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+  sizes = tuple(len(blocks[i]) for i in sorted(blocks))
+  kind = ('Bottleneck' if any(n.endswith('.conv3.weight') for n in names)
+          else 'BasicBlock')
+  if (sizes, kind) == (tuple(stage_sizes), block_cls.__name__):
+    return ''
+  name = _KNOWN_LAYOUTS.get((sizes, kind), 'a ResNet')
+  return (f'; the file looks like another architecture: {name} with '
+          f'stage_sizes {sizes} and {kind} blocks, not stage_sizes '
+          f'{tuple(stage_sizes)} with {block_cls.__name__}')
+
+
+def _some(names: Sequence[str], limit: int = 5) -> str:
+  more = f' (and {len(names) - limit} more)' if len(names) > limit else ''
+  return ', '.join(names[:limit]) + more
+
+
+def variables_from_torch(state: Mapping[str, np.ndarray],
+                         stage_sizes: Sequence[int],
+                         block_cls: type[nn.Module]) -> dict:
+  """Flax variables for `ResNet(stage_sizes, block_cls)` from torch weights.
+
+  Reads a torchvision or timm ResNet state dict (the two name ResNet tensors
+  alike). The match is exact: every variable of the model must be in the
+  file with its shape, and the file may hold nothing else but the classifier
+  `fc.*` and BatchNorm's `num_batches_tracked`, which are ignored.
+
+  Args:
+    state: tensor name -> array, e.g. from `checkpoint_io.load_state_dict`;
+      convs f32[o, i, kh, kw], BatchNorm f32[c].
+    stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet18.
+    block_cls: BasicBlock or Bottleneck.
+
+  Returns:
+    {'params': ..., 'batch_stats': ...} of float32 arrays, convs
+    f32[kh, kw, i, o], ready for `ResNet(stage_sizes, block_cls).apply`.
+
+  Raises:
+    WeightsError: naming the tensors the model lacks (with a guess at the
+      file's architecture), the tensors the file lacks, and tensors of the
+      wrong shape (expected and got, in torch's layout).
+  """
+  expected = _expected_variables(tuple(stage_sizes), block_cls)
+  by_name = {torch_name(path[1:]): (path, spec) for path, spec in expected}
+  given = {k for k in state if not _IGNORED.fullmatch(k)}
+  problems = []
+  if unexpected := sorted(given - set(by_name)):
+    problems.append(f'{len(unexpected)} tensor(s) the model does not have: '
+                    f'{_some(unexpected)}')
+  if missing := sorted(set(by_name) - given):
+    problems.append(f'{len(missing)} tensor(s) missing: {_some(missing)}')
+  flat, bad_shapes = {}, []
+  for name, (path, spec) in by_name.items():
+    if name not in given:
+      continue
+    value = np.asarray(state[name])
+    want = _torch_shape(path, spec.shape)
+    if value.shape != want:
+      bad_shapes.append(f'{name} expected {want}, got {value.shape}')
+    elif path[-1] == 'kernel':
+      flat[path] = jnp.asarray(value.transpose(2, 3, 1, 0), spec.dtype)
+    else:
+      flat[path] = jnp.asarray(value, spec.dtype)
+  if bad_shapes:
+    problems.append(f'{len(bad_shapes)} tensor(s) of the wrong shape: '
+                    f'{_some(bad_shapes)}')
+  if problems:
+    raise WeightsError('; '.join(problems)
+                       + _layout_hint(given, stage_sizes, block_cls))
+  return traverse_util.unflatten_dict(flat)
+
+
+def load_torch_weights(path: str | pathlib.Path, stage_sizes: Sequence[int],
+                       block_cls: type[nn.Module]) -> dict:
+  """Flax variables for `ResNet(stage_sizes, block_cls)` from a weights file.
+
+  Args:
+    path: a torchvision or timm ResNet checkpoint: `.pth` / `.pt` / `.bin`
+      (torch.save, zip or legacy) or `.safetensors`. Read without torch and
+      without running code from the file.
+    stage_sizes: blocks per stage, e.g. (3, 4, 6, 3).
+    block_cls: BasicBlock or Bottleneck.
+
+  Returns:
+    {'params': ..., 'batch_stats': ...}, as `variables_from_torch`.
+
+  Raises:
+    FileNotFoundError: no such file.
+    WeightsError: an unreadable file or one that does not fit the model; the
+      message names the file and the tensors.
+  """
+  state = load_state_dict(path)
+  try:
+    return variables_from_torch(state, stage_sizes, block_cls)
+  except WeightsError as e:
+    raise WeightsError(f'{path}: {e}') from None

@@ -1,4 +1,4 @@
-"""GRU layer over masked, right-padded sequences.
+"""GRU and LSTM layers over masked, right-padded sequences, and Bidirectional.
 
 The cell is the "reset-after" GRU of Keras 3 (`reset_after=True`, its default)
 and PyTorch, with gates in Keras order (z, r, n) and params laid out exactly as
@@ -16,6 +16,23 @@ Keras stores them, so Keras weights load with no reshaping:
 PyTorch's `weight_ih_l0: f32[3h, d]` holds the same gates in order (r, z, n):
 transpose and swap the first two blocks. Flax's `nn.GRUCell` is the same
 variant with the input and recurrent biases of z and r folded into one.
+
+The LSTM keeps gates in PyTorch order (i, f, g, o), which is also Keras' order
+(i, f, c, o), and Keras' layout, so both load by a transpose at most:
+
+  kernel            f32[d, 4h]   [W_i | W_f | W_g | W_o]  = weight_ih_l0.T
+  recurrent_kernel  f32[h, 4h]   [U_i | U_f | U_g | U_o]  = weight_hh_l0.T
+  bias              f32[4h]      bias_ih_l0 + bias_hh_l0
+
+  i  = sigmoid(x W_i + h U_i + b_i)      g  = tanh(x W_g + h U_g + b_g)
+  f  = sigmoid(x W_f + h U_f + b_f)      o  = sigmoid(x W_o + h U_o + b_o)
+  c' = f * c + i * g                     h' = o * tanh(c')
+
+PyTorch's two biases only ever appear summed, so one is enough. For torch's
+reverse direction use the `_reverse` tensors (`weight_ih_l0_reverse`, ...);
+layer k > 0 reads `_l{k}`. Flax's `nn.LSTMCell` splits the same blocks into
+Dense layers `ii, if, ig, io` (no bias) and `hi, hf, hg, ho` (with bias), and
+orders its carry (c, h) where ours and torch's are (h, c).
 """
 
 from typing import Any
@@ -92,3 +109,121 @@ class GRU(nn.Module):
     final, outputs = masked_scan(
         step, state0, x_proj, mask, reverse=self.reverse)
     return outputs if self.return_sequences else final
+
+
+class LSTM(nn.Module):
+  """An LSTM layer over a whole masked sequence, initial state zeros.
+
+  Params are laid out as in the module docstring (PyTorch gate order, Keras
+  shapes).
+
+  Attributes:
+    features: hidden size h.
+    return_sequences: return every step's output f32[b, t, h] (zeros at padded
+      steps) rather than the final hidden state f32[b, h].
+    return_state: also return the final state `(h, c)`, each f32[b, h], as
+      torch's `(h_n, c_n)` for one direction.
+    reverse: read each sequence backward over its real steps; outputs stay in
+      forward time order and the final state is the one after step 0.
+    unit_forget_bias: add 1 to the forget gate's initial bias (Keras' default),
+      so the cell starts out remembering.
+    kernel_init, recurrent_kernel_init, bias_init: Keras' defaults.
+  """
+  features: int
+  return_sequences: bool = True
+  return_state: bool = False
+  reverse: bool = False
+  unit_forget_bias: bool = True
+  kernel_init: Initializer = nn.initializers.glorot_uniform()
+  recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(
+      self, x: jax.Array, mask: jax.Array
+  ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """Runs the LSTM.
+
+    Args:
+      x: f32[b, t, d] inputs.
+      mask: bool[b, t], True on a prefix of real steps.
+
+    Returns:
+      f32[b, t, h] outputs if `return_sequences`, else the final hidden state
+      f32[b, h] (zeros for a zero-length sequence); with `return_state`, the
+      pair (that, (h, c)).
+
+    Raises:
+      ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
+    """
+    if x.ndim != 3 or mask.shape != x.shape[:2]:
+      raise ValueError(
+          f'LSTM: expected x f32[b, t, d] and mask bool[b, t] with matching '
+          f'(b, t); got x {tuple(x.shape)}, mask {tuple(mask.shape)}')
+    h = self.features
+
+    def init_bias(key, shape, dtype=jnp.float32):
+      b = self.bias_init(key, shape, dtype)
+      if self.unit_forget_bias:
+        b = b.at[h:2 * h].add(1.0)
+      return b
+
+    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], 4 * h))
+    recurrent_kernel = self.param(
+        'recurrent_kernel', self.recurrent_kernel_init, (h, 4 * h))
+    bias = self.param('bias', init_bias, (4 * h,))
+
+    # As in GRU: zero the padding, then one big input matmul outside the scan.
+    x = jnp.where(mask[..., None], x, 0)
+    x_proj = x @ kernel + bias  # f32[b, t, 4h]
+
+    def step(state, xp):
+      h_prev, c_prev = state
+      gates = xp + h_prev @ recurrent_kernel
+      i, f, g, o = jnp.split(gates, 4, axis=-1)
+      c = jax.nn.sigmoid(f) * c_prev + jax.nn.sigmoid(i) * jnp.tanh(g)
+      h_new = jax.nn.sigmoid(o) * jnp.tanh(c)
+      return (h_new, c), h_new
+
+    zeros = jnp.zeros((x.shape[0], h), x_proj.dtype)
+    final, outputs = masked_scan(
+        step, (zeros, zeros), x_proj, mask, reverse=self.reverse)
+    out = outputs if self.return_sequences else final[0]
+    return (out, final) if self.return_state else out
+
+
+class Bidirectional(nn.Module):
+  """Runs a recurrent layer forward and backward, concatenating [fwd, bwd].
+
+  Both directions are copies of `layer` (own params, under 'forward' and
+  'backward'); the backward copy reads each sequence backward over its real
+  steps only, so its outputs line up with the forward ones in time, as with
+  PyTorch's packed `bidirectional=True`.
+
+  Attributes:
+    layer: a GRU or LSTM; its `reverse` is overridden.
+  """
+  layer: nn.Module
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array) -> Any:
+    """Runs both directions.
+
+    Args:
+      x: f32[b, t, d] inputs.
+      mask: bool[b, t], True on a prefix of real steps.
+
+    Returns:
+      f32[b, t, 2h] (or f32[b, 2h] final states without `return_sequences`),
+      forward half first; with an LSTM's `return_state`, the pair (that,
+      (state_fwd, state_bwd)), each state `(h, c)`.
+
+    Raises:
+      ValueError: as the wrapped layer does, on mismatched shapes.
+    """
+    fwd = self.layer.copy(name='forward', reverse=False)(x, mask)
+    bwd = self.layer.copy(name='backward', reverse=True)(x, mask)
+    if getattr(self.layer, 'return_state', False):
+      (y_f, s_f), (y_b, s_b) = fwd, bwd
+      return jnp.concatenate([y_f, y_b], axis=-1), (s_f, s_b)
+    return jnp.concatenate([fwd, bwd], axis=-1)
