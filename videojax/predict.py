@@ -20,6 +20,7 @@ class Predictor:
   Raises (at construction):
     FileNotFoundError: no checkpoint in `workdir`, or the backbone file of the
       features the run was trained on is gone.
+    ValueError: the run was trained on imported features (no backbone).
   """
 
   def __init__(self, workdir: str | pathlib.Path):
@@ -32,6 +33,10 @@ class Predictor:
     self.class_names: list[str] = meta["class_names"]
     self.spec = meta["feature_spec"]
     features_dir = pathlib.Path(meta["features_dir"])
+    if self.spec.get("backbone") == "imported":
+      raise ValueError(f"{workdir} was trained on features imported from "
+                       f"{self.spec.get('source')}; it has no backbone to embed video files "
+                       "with. Predict on features made the same way instead.")
     if not (features_dir / BACKBONE_FILE).exists():
       raise FileNotFoundError(f"{features_dir / BACKBONE_FILE}: the backbone that made this "
                               f"run's features is missing (run {workdir} was trained on "

@@ -103,7 +103,7 @@ def validate_arrays(features: np.ndarray, lengths: np.ndarray, labels: np.ndarra
   if bad.size:
     raise FeatureError(f"{where}: labels must lie in [0, {num_classes}); example {bad[0]} "
                        f"has {labels[bad[0]]}")
-  finite = np.isfinite(features).reshape(n, -1).all(axis=1)
+  finite = np.isfinite(features).all(axis=tuple(range(1, features.ndim)))
   if not finite.all():
     raise FeatureError(f"{where}: example {np.flatnonzero(~finite)[0]} has NaN or inf "
                        "features")
