@@ -232,3 +232,19 @@ def test_predict_script(tiny, runs, tmp_path):
   lines = out.stdout.splitlines()
   assert lines[0] == str(clip) and len([l for l in lines if "%" in l]) == 2
   assert f"{bad}: error:" in out.stdout
+
+
+def test_convlstm_features_must_match_the_extracted_grid(tiny, tmp_path):
+  c = copy.deepcopy(tiny["config"])
+  c.model.name = "convlstm_features"
+  c.model.convlstm_features.grid_size = 3
+  with pytest.raises(ValueError, match="grid_size=3 .*pooling='grid', grid_size=2"):
+    train.train_and_evaluate(c, str(tmp_path / "run"), echo=lambda *_: None)
+  c.model.name = "convlstm"
+  with pytest.raises(ValueError, match="raw frames"):
+    train.train_and_evaluate(c, str(tmp_path / "run"), echo=lambda *_: None)
+  c.model.name = "convlstm_features"
+  c.model.convlstm_features.grid_size = 2
+  c.train.num_epochs = 1
+  result = train.train_and_evaluate(c, str(tmp_path / "run2"), echo=lambda *_: None)
+  assert np.asarray(result["confusion"]).sum() == result["num_examples"]

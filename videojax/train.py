@@ -87,6 +87,22 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict:
   return json.loads(json.dumps(sub.to_dict() if sub is not None else {}))
 
 
+def check_model_fits_features(config: ml_collections.ConfigDict, spec: dict) -> None:
+  """Refuses a model that would misread these features (ValueError naming the keys)."""
+  name = config.model.name
+  if name == "convlstm":
+    raise ValueError("config.model.name='convlstm' takes raw frames f32[b, t, h, w, 3], and "
+                     "training reads per-frame features; use convlstm_features on grid features")
+  if name == "convlstm_features":
+    grid = model_kwargs(config).get("grid_size", 2)
+    if spec.get("pooling") != "grid" or spec.get("grid_size") != grid:
+      raise ValueError(
+          f"config.model.convlstm_features.grid_size={grid} reads features as a {grid}x{grid} "
+          f"grid, but they were extracted with pooling={spec.get('pooling')!r}"
+          + (f", grid_size={spec['grid_size']}" if "grid_size" in spec else "")
+          + f"; extract with --config.extract.pooling=grid --config.extract.grid_size={grid}")
+
+
 def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_frames: int,
                        feature_dim: int, mean: np.ndarray | None = None,
                        std: np.ndarray | None = None) -> TrainState:
@@ -211,6 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if test_fs.class_names != train_all.class_names:
     raise features_lib.FeatureError(f"{config.data.features_dir}: train and test shards "
                                     "have different class lists")
+  check_model_fits_features(config, train_all.spec)
   train_fs, val_fs = split_validation(train_all, config.data.val_fraction, config.train.seed)
   num_classes = len(train_all.class_names)
 
