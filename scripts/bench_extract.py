@@ -53,6 +53,7 @@ def _rate(frames: int, seconds: float) -> float:
 
 def main(argv):
   del argv
+  sharding.split_cpu_into_devices()  # As extract_features.py does.
   if _ROOT.value:
     root = pathlib.Path(_ROOT.value)
   else:

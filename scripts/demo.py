@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import demo  # noqa: E402
+from videojax import demo, sharding  # noqa: E402
 from videojax.data import ucf101  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
@@ -21,6 +21,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where videos, features a
 def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
+  sharding.split_cpu_into_devices()  # Before any JAX computation.
   del argv
   t0 = time.time()
   out = demo.run_demo(_CONFIG.value, _WORKDIR.value)

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import extract  # noqa: E402
+from videojax import extract, sharding  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _SHARD = flags.DEFINE_integer("shard", 0, "This worker's index in [0, num_shards).")
@@ -23,6 +23,7 @@ _SPLITS = flags.DEFINE_list("splits", ["train", "test"], "Split lists to extract
 def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
+  sharding.split_cpu_into_devices()  # Before any JAX computation.
   del argv
   report = extract.extract_features(_CONFIG.value, splits=_SPLITS.value, worker=_SHARD.value,
                                     num_workers=_NUM_SHARDS.value)

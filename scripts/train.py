@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import train  # noqa: E402
+from videojax import sharding, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.",
@@ -22,6 +22,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results g
 def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
+  sharding.split_cpu_into_devices()  # Before any JAX computation.
   del argv
   if not _CONFIG.value.data.features_dir:
     raise app.UsageError("set --config.data.features_dir=PATH (made by extract_features.py)")
