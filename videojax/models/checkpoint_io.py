@@ -13,9 +13,13 @@ tensor as a numpy view of its storage.
 
 import collections
 import io
+import os
 import pathlib
 import pickle
+import shutil
 import struct
+import urllib.parse
+import urllib.request
 import zipfile
 
 import ml_dtypes
@@ -218,3 +222,36 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
       isinstance(v, np.ndarray) for v in state.values()):
     raise WeightsError(f'{path}: expected a dict of tensors')
   return {k.removeprefix('module.'): v for k, v in state.items()}
+
+
+def cache_dir() -> pathlib.Path:
+  """Where downloaded weights go: $VIDEOJAX_CACHE or ~/.cache/videojax."""
+  return pathlib.Path(os.environ.get('VIDEOJAX_CACHE', '~/.cache/videojax')).expanduser()
+
+
+def fetch(url: str) -> pathlib.Path:
+  """The local copy of a weights file at `url`, downloaded on first use.
+
+  The copy is `cache_dir() / 'weights' / <file name>`; it is written under a
+  temporary name and renamed, so an interrupted download is never taken for
+  the file. Nothing calls this unless a config names a URL.
+
+  Raises:
+    WeightsError: the download failed (the message names the URL).
+  """
+  name = pathlib.PurePosixPath(urllib.parse.urlparse(url).path).name
+  if not name:
+    raise WeightsError(f'{url}: the URL names no file')
+  path = cache_dir() / 'weights' / name
+  if path.is_file():
+    return path
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f'.{name}.tmp-{os.getpid()}')
+  try:
+    with urllib.request.urlopen(url, timeout=60) as response, open(tmp, 'wb') as f:
+      shutil.copyfileobj(response, f)
+    os.replace(tmp, path)
+  except OSError as e:
+    tmp.unlink(missing_ok=True)
+    raise WeightsError(f'{url}: download failed ({e})') from e
+  return path
