@@ -35,18 +35,23 @@ def get_config() -> ml_collections.ConfigDict:
   c.extract.num_devices = 0         # 0: every local device
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "gru"              # gru | meanpool | bilstm_attention | transformer | convlstm | convlstm_features; its kwargs come from c.model.<name>
+  # gru | meanpool | bilstm_attention | transformer | convlstm_features (| convlstm, raw
+  # frames, not trainable from features); the model's kwargs come from c.model.<name>.
+  c.model.name = "gru"
   c.model.gru = ml_collections.ConfigDict(dict(hidden=(16, 8), dropout=0.4, dense=8))
   c.model.meanpool = ml_collections.ConfigDict(dict(hidden=64, dropout=0.0))
   # The big BiLSTM-attention is only a config: width=768, num_layers=4, num_heads=12.
-  c.model.bilstm_attention = ml_collections.ConfigDict(dict(width=64, num_layers=1, num_heads=4, dropout=0.0))
+  c.model.bilstm_attention = ml_collections.ConfigDict(dict(
+      width=64, num_layers=1, num_heads=4, dropout=0.0))
   c.model.transformer = ml_collections.ConfigDict(dict(
       width=64, num_layers=2, num_heads=4, mlp_dim=128, dropout=0.0, positions="sinusoidal",
       max_len=256, pooling="mean"))
   # convlstm takes raw frames f32[b, t, h, w, 3]; convlstm_features takes feature maps or
   # grid features f32[b, t, g*g*c] (needs c.extract.pooling = "grid"; keep grid_size equal).
-  c.model.convlstm = ml_collections.ConfigDict(dict(filters=(8, 8), kernel_size=3, pool=2, dropout=0.2, dense=16))
-  c.model.convlstm_features = ml_collections.ConfigDict(dict(grid_size=2, channels=32, filters=(16,), kernel_size=3, pool=1, dropout=0.2, dense=16))
+  c.model.convlstm = ml_collections.ConfigDict(dict(
+      filters=(8, 8), kernel_size=3, pool=2, dropout=0.2, dense=16))
+  c.model.convlstm_features = ml_collections.ConfigDict(dict(
+      grid_size=2, channels=32, filters=(16,), kernel_size=3, pool=1, dropout=0.2, dense=16))
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32           # global batch, a multiple of the device count

@@ -60,7 +60,9 @@ _KERAS_XLA = flags.DEFINE_enum(
     "Keras step with XLA (jit_compile=True), without, or both as separate rows.")
 _OUT = flags.DEFINE_string("out", None, "Also write the Markdown report here.")
 _NUM_DEVICES = flags.DEFINE_integer(
-    "num_devices", 1, "JAX devices to shard the batch over (0: all); the references use one.")
+    "num_devices", 0, "JAX devices to shard the batch over (0: all, as scripts/train.py "
+    "does; on a CPU host that is one XLA CPU device per core, while the references use "
+    "their own threads over the same cores).")
 _BILSTM_WIDTH = flags.DEFINE_integer("bilstm_width", 256, "bilstm_attention width.")
 _BILSTM_LAYERS = flags.DEFINE_integer("bilstm_layers", 1, "bilstm_attention BiLSTM layers.")
 _BILSTM_HEADS = flags.DEFINE_integer("bilstm_heads", 4, "bilstm_attention attention heads.")
@@ -521,6 +523,7 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  sharding.split_cpu_into_devices()  # As scripts/train.py does.
   for m in _MODELS.value:
     if m not in KNOWN_MODELS:
       raise app.UsageError(f"--models: unknown {m!r}; accepted: {', '.join(KNOWN_MODELS)}")

@@ -1,7 +1,7 @@
 """Extracts per-frame backbone features of a UCF-101-layout dataset into HDF5 shards.
 
   python scripts/extract_features.py --config configs/default.py \
-      --config.data.root=/data/UCF-101 --config.data.features_dir=/data/feats_r18
+      --config.data.root=/data/UCF-101 --config.data.features_dir=/data/feats_lite0
 
 Re-running skips finished shards. --shard i --num_shards n lets n machines split the work.
 """

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import csv
 import functools
 import hashlib
-import io
 import itertools
-import json
 import math
 import os
 import pathlib
@@ -36,11 +33,8 @@ from tqdm import tqdm
 from videojax import models, sharding
 from videojax.data import features as features_lib
 from videojax.data import ucf101, video
-from videojax.files import write_json_atomic, write_text_atomic
 
 BACKBONE_FILE = "backbone.msgpack"
-SPEC_FILE = "spec.json"
-FAILED_FILE = "failed_videos.csv"
 SPLITS = ("train", "test")
 
 
@@ -217,25 +211,6 @@ def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, emb
   return failed
 
 
-def check_spec_file(features_dir: pathlib.Path, spec: dict[str, Any],
-                    class_names: Sequence[str]) -> None:
-  """Refuses a features_dir made with other settings; writes spec.json on first use."""
-  path = features_dir / SPEC_FILE
-  record = {"spec": spec, "spec_hash": features_lib.spec_hash(spec),
-            "class_names": list(class_names)}
-  if path.exists():
-    old = json.loads(path.read_text())
-    if old.get("spec_hash") != record["spec_hash"] or old.get("class_names") != record["class_names"]:
-      diff = features_lib.describe_mismatch(spec, old.get("spec", {}))
-      if old.get("class_names") != record["class_names"]:
-        diff += "; class lists differ"
-      raise features_lib.FeatureError(
-          f"{features_dir} holds features of other settings ({diff}); use another "
-          "--config.data.features_dir or delete it")
-  else:
-    write_json_atomic(path, record)
-
-
 def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str] = SPLITS,
                      worker: int = 0, num_workers: int = 1, echo=print) -> dict[str, Any]:
   """Extracts the features of `splits` of `config.data.root` into `config.data.features_dir`.
@@ -275,8 +250,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   features_dir.mkdir(parents=True, exist_ok=True)
   class_names = ucf101.read_class_names(root)
   spec = extraction_spec(config)
-  check_spec_file(features_dir, spec, class_names)
-  expected_hash = features_lib.spec_hash(spec)
+  features_lib.check_spec_file(features_dir, spec, class_names)
 
   module, variables = load_or_init_backbone(spec, features_dir)
   mesh = sharding.make_mesh(config.extract.num_devices, local=True)
@@ -290,18 +264,9 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   todo, skipped = [], 0
   for split in splits:
     examples = ucf101.read_split(root, split, config.data.split)
-    count = max(1, math.ceil(len(examples) / size))
-    for j in range(worker, count, num_workers):
-      path = features_dir / features_lib.shard_name(split, j, count)
-      if path.exists():
-        attrs = features_lib.read_shard_attrs(path)
-        if attrs["spec_hash"] != expected_hash:
-          raise features_lib.FeatureError(
-              f"{path}: made with other settings: "
-              f"{features_lib.describe_mismatch(spec, attrs['spec'])}")
-        skipped += 1
-        continue
-      todo.append((path, examples[j * size:(j + 1) * size]))
+    plan, done = features_lib.plan_shards(features_dir, split, examples, size, spec,
+                                          worker, num_workers)
+    todo, skipped = todo + plan, skipped + done
 
   echo(f"Extracting {sum(len(e) for _, e in todo)} clips in {len(todo)} shards "
        f"({skipped} shards already complete) with {spec['backbone']} on {n_dev} device(s) "
@@ -313,14 +278,8 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
                     feature_dim=feature_dim, batch_size=batch_size,
                     num_workers=config.extract.num_workers, progress=progress)
 
-  failed = []
-  for path in sorted(features_dir.glob("*-of-*.h5")):
-    split = path.name.split("-")[0]
-    failed += [[split, *f] for f in features_lib.read_shard_attrs(path)["failed"]]
-  buf = io.StringIO()
-  csv.writer(buf).writerows([["split", "video_id", "reason"], *failed])
-  write_text_atomic(features_dir / FAILED_FILE, buf.getvalue())
+  failed = features_lib.write_failure_report(features_dir)
   if failed:
     echo(f"{len(failed)} clip(s) could not be used and were skipped; see "
-         f"{features_dir / FAILED_FILE}")
+         f"{features_dir / features_lib.FAILED_FILE}")
   return {"extracted": len(todo), "skipped": skipped, "failed": failed}

@@ -15,18 +15,25 @@ so a file with the final name is always whole.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pathlib
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
 
+from videojax.files import write_json_atomic, write_text_atomic
+
 FORMAT_VERSION = 1
+SPEC_FILE = "spec.json"
+FAILED_FILE = "failed_videos.csv"
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.h5$")
 
 
@@ -264,3 +271,67 @@ def load_split(features_dir: str | os.PathLike, split: str,
       labels=np.concatenate([p[2] for p in parts]),
       video_ids=[v for p in parts for v in p[3]],
       class_names=first["class_names"], spec=first["spec"], failed=failed)
+
+
+def check_spec_file(features_dir: pathlib.Path, spec: dict[str, Any],
+                    class_names: Sequence[str]) -> None:
+  """Refuses a features_dir made with other settings; writes spec.json on first use."""
+  path = features_dir / SPEC_FILE
+  record = {"spec": spec, "spec_hash": spec_hash(spec), "class_names": list(class_names)}
+  if path.exists():
+    old = json.loads(path.read_text())
+    if old.get("spec_hash") != record["spec_hash"] or old.get("class_names") != record["class_names"]:
+      diff = describe_mismatch(spec, old.get("spec", {}))
+      if old.get("class_names") != record["class_names"]:
+        diff += "; class lists differ"
+      raise FeatureError(f"{features_dir} holds features of other settings ({diff}); use "
+                         "another features directory or delete it")
+  else:
+    write_json_atomic(path, record)
+
+
+def plan_shards(features_dir: pathlib.Path, split: str, items: Sequence, shard_size: int,
+                spec: Mapping[str, object], worker: int = 0,
+                num_workers: int = 1) -> tuple[list[tuple[pathlib.Path, Sequence]], int]:
+  """Which shards of `split` this worker still has to write.
+
+  `items` (clips) are cut into shards of `shard_size`; worker w of n takes the
+  shards j with j % n == w. A shard already on disk is skipped if it was made
+  with `spec`, and refused otherwise.
+
+  Returns:
+    ([(shard path, its items), ...] to write, number of shards skipped).
+
+  Raises:
+    FeatureError: a shard on disk made with other settings.
+  """
+  todo, skipped = [], 0
+  count = max(1, -(-len(items) // shard_size))
+  expected = spec_hash(spec)
+  for j in range(worker, count, num_workers):
+    path = features_dir / shard_name(split, j, count)
+    if path.exists():
+      attrs = read_shard_attrs(path)
+      if attrs["spec_hash"] != expected:
+        raise FeatureError(f"{path}: made with other settings: "
+                           f"{describe_mismatch(spec, attrs['spec'])}")
+      skipped += 1
+      continue
+    todo.append((path, items[j * shard_size:(j + 1) * shard_size]))
+  return todo, skipped
+
+
+def write_failure_report(features_dir: pathlib.Path) -> list[list[str]]:
+  """Collects the failures of every shard on disk into failed_videos.csv.
+
+  Returns:
+    [[split, video_id, reason], ...].
+  """
+  failed = []
+  for path in sorted(features_dir.glob("*-of-*.h5")):
+    split = _SHARD_RE.match(path.name)["split"]
+    failed += [[split, *f] for f in read_shard_attrs(path)["failed"]]
+  buf = io.StringIO()
+  csv.writer(buf).writerows([["split", "video_id", "reason"], *failed])
+  write_text_atomic(features_dir / FAILED_FILE, buf.getvalue())
+  return failed

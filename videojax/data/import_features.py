@@ -26,8 +26,6 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import io
-import math
 import os
 import pathlib
 import re
@@ -41,8 +39,7 @@ from tqdm import tqdm
 
 from videojax.data import features as features_lib
 from videojax.data import ucf101, video
-from videojax.extract import FAILED_FILE, check_spec_file, prefetch_map
-from videojax.files import write_text_atomic
+from videojax.extract import prefetch_map
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".mat", ".h5", ".hdf5")
 BACKBONE = "imported"
@@ -589,23 +586,12 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
   features_dir.mkdir(parents=True, exist_ok=True)
   spec = import_spec(src_dir, split_source, num_frames=num_frames, feature_dim=feature_dim,
                      key=key)
-  check_spec_file(features_dir, spec, split_source.class_names)
-  expected_hash = features_lib.spec_hash(spec)
+  features_lib.check_spec_file(features_dir, spec, split_source.class_names)
 
   todo, skipped = [], 0
   for split, items in resolved.items():
-    count = max(1, math.ceil(len(items) / shard_size))
-    for j in range(count):
-      path = features_dir / features_lib.shard_name(split, j, count)
-      if path.exists():
-        attrs = features_lib.read_shard_attrs(path)
-        if attrs["spec_hash"] != expected_hash:
-          raise features_lib.FeatureError(
-              f"{path}: made with other settings: "
-              f"{features_lib.describe_mismatch(spec, attrs['spec'])}")
-        skipped += 1
-        continue
-      todo.append((path, items[j * shard_size:(j + 1) * shard_size]))
+    plan, done = features_lib.plan_shards(features_dir, split, items, shard_size, spec)
+    todo, skipped = todo + plan, skipped + done
 
   unlisted = len(index) - len({str(p) for p in found})
   echo(f"Importing {sum(len(i) for _, i in todo)} videos in {len(todo)} shards ({skipped} "
@@ -617,16 +603,10 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
       import_shard(items, path, spec=spec, class_names=split_source.class_names, key=key,
                    num_workers=num_workers, progress=progress)
 
-  failed = []
-  for path in sorted(features_dir.glob("*-of-*.h5")):
-    split = path.name.split("-")[0]
-    failed += [[split, *f] for f in features_lib.read_shard_attrs(path)["failed"]]
-  buf = io.StringIO()
-  csv.writer(buf).writerows([["split", "video_id", "reason"], *failed])
-  write_text_atomic(features_dir / FAILED_FILE, buf.getvalue())
+  failed = features_lib.write_failure_report(features_dir)
   if failed:
     echo(f"{len(failed)} video(s) could not be used and were skipped; see "
-         f"{features_dir / FAILED_FILE}")
+         f"{features_dir / features_lib.FAILED_FILE}")
   return {"imported": len(todo), "skipped": skipped, "failed": failed,
           "feature_dim": feature_dim,
           "num_videos": {s: len(v) for s, v in split_source.splits.items()},

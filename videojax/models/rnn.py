@@ -41,7 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videojax.models.scan import masked_scan
+from videojax.models.scan import masked_scan, reverse_within_length
 
 Initializer = Any
 
@@ -64,7 +64,6 @@ class GRU(nn.Module):
   recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
   bias_init: Initializer = nn.initializers.zeros_init()
 
-  @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
     """Runs the GRU.
 
@@ -78,6 +77,21 @@ class GRU(nn.Module):
 
     Raises:
       ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
+    """
+    step, state0, x_proj = self.prepare(x, mask)
+    final, outputs = masked_scan(step, state0, x_proj, mask, reverse=self.reverse)
+    return self.finish(final, outputs)
+
+  def finish(self, final: jax.Array, outputs: jax.Array) -> jax.Array:
+    """What `__call__` returns, from the scan's final state and outputs."""
+    return outputs if self.return_sequences else final
+
+  @nn.compact
+  def prepare(self, x: jax.Array, mask: jax.Array):
+    """(step, initial state, projected inputs f32[b, t, 3h]) for `masked_scan`.
+
+    The input projection has no recurrence, so it is one big matmul over all
+    steps here; only the small h x 3h matmul stays in `step`.
     """
     if x.ndim != 3 or mask.shape != x.shape[:2]:
       raise ValueError(
@@ -105,10 +119,7 @@ class GRU(nn.Module):
       new_state = (1.0 - z) * n + z * state
       return new_state, new_state
 
-    state0 = jnp.zeros((x.shape[0], h), x_proj.dtype)
-    final, outputs = masked_scan(
-        step, state0, x_proj, mask, reverse=self.reverse)
-    return outputs if self.return_sequences else final
+    return step, jnp.zeros((x.shape[0], h), x_proj.dtype), x_proj
 
 
 class LSTM(nn.Module):
@@ -138,7 +149,6 @@ class LSTM(nn.Module):
   recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
   bias_init: Initializer = nn.initializers.zeros_init()
 
-  @nn.compact
   def __call__(
       self, x: jax.Array, mask: jax.Array
   ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
@@ -156,6 +166,18 @@ class LSTM(nn.Module):
     Raises:
       ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
     """
+    step, state0, x_proj = self.prepare(x, mask)
+    final, outputs = masked_scan(step, state0, x_proj, mask, reverse=self.reverse)
+    return self.finish(final, outputs)
+
+  def finish(self, final, outputs):
+    """What `__call__` returns, from the scan's final (h, c) and outputs."""
+    out = outputs if self.return_sequences else final[0]
+    return (out, final) if self.return_state else out
+
+  @nn.compact
+  def prepare(self, x: jax.Array, mask: jax.Array):
+    """(step, initial (h, c), projected inputs f32[b, t, 4h]) for `masked_scan`."""
     if x.ndim != 3 or mask.shape != x.shape[:2]:
       raise ValueError(
           f'LSTM: expected x f32[b, t, d] and mask bool[b, t] with matching '
@@ -186,10 +208,7 @@ class LSTM(nn.Module):
       return (h_new, c), h_new
 
     zeros = jnp.zeros((x.shape[0], h), x_proj.dtype)
-    final, outputs = masked_scan(
-        step, (zeros, zeros), x_proj, mask, reverse=self.reverse)
-    out = outputs if self.return_sequences else final[0]
-    return (out, final) if self.return_state else out
+    return step, (zeros, zeros), x_proj
 
 
 class Bidirectional(nn.Module):
@@ -221,9 +240,26 @@ class Bidirectional(nn.Module):
     Raises:
       ValueError: as the wrapped layer does, on mismatched shapes.
     """
-    fwd = self.layer.copy(name='forward', reverse=False)(x, mask)
-    bwd = self.layer.copy(name='backward', reverse=True)(x, mask)
+    fwd = self.layer.copy(name='forward', reverse=False)
+    bwd = self.layer.copy(name='backward', reverse=True)
+    step_f, state_f, x_f = fwd.prepare(x, mask)
+    step_b, state_b, x_b = bwd.prepare(x, mask)
+    # One scan carries both directions: half the sequential steps of two
+    # scans, which is most of an RNN's cost on CPU. The backward inputs are
+    # reversed within each length, so both read their sequence from step 0.
+    lengths = mask.sum(axis=1)
+    width = x_f.shape[-1]
+
+    def step(state, xs):
+      s_f, y_f = step_f(state[0], xs[..., :width])
+      s_b, y_b = step_b(state[1], xs[..., width:])
+      return (s_f, s_b), (y_f, y_b)
+
+    inputs = jnp.concatenate([x_f, reverse_within_length(x_b, lengths)], axis=-1)
+    (final_f, final_b), (y_f, y_b) = masked_scan(step, (state_f, state_b), inputs, mask)
+    y_b = reverse_within_length(y_b, lengths)
+    out_f, out_b = fwd.finish(final_f, y_f), bwd.finish(final_b, y_b)
     if getattr(self.layer, 'return_state', False):
-      (y_f, s_f), (y_b, s_b) = fwd, bwd
+      (y_f, s_f), (y_b, s_b) = out_f, out_b
       return jnp.concatenate([y_f, y_b], axis=-1), (s_f, s_b)
-    return jnp.concatenate([fwd, bwd], axis=-1)
+    return jnp.concatenate([out_f, out_b], axis=-1)
