@@ -142,7 +142,7 @@ class FramePacker:
                image_size: int, feature_dim: int):
     self._embed = embed
     self._buf = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
-    # Per buffer row: (clip, view positions [(view, position), ...]).
+    # Per buffer row: (clip, the positions it fills, once per view showing it).
     self._owners: list[tuple[int, np.ndarray]] = []
     self._sum = np.zeros((num_clips, num_frames, feature_dim), np.float32)
     self._count = np.zeros((num_clips, num_frames), np.int32)
@@ -173,8 +173,9 @@ class FramePacker:
     self._owners = []
 
 
-def _decode(example: ucf101.Example, spec: dict[str, Any]):
-  return video.read_video_views(example.path, spec["num_frames"], spec["image_size"],
+def read_views(path: str | os.PathLike, spec: dict[str, Any]):
+  """`video.read_video_views` of a file with an extraction spec's frames, size and scales."""
+  return video.read_video_views(path, spec["num_frames"], spec["image_size"],
                                 tuple(spec.get("temporal_scales", (1.0,))))
 
 
@@ -186,7 +187,7 @@ def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, emb
                        spec["image_size"], feature_dim)
   lengths = np.zeros(len(examples), np.int32)
   failed: list[list[str]] = []
-  decoded = prefetch_map(lambda e: _decode(e, spec), examples, num_workers,
+  decoded = prefetch_map(lambda e: read_views(e.path, spec), examples, num_workers,
                          depth=2 * max(1, num_workers))
   for i, (example, future) in enumerate(zip(examples, decoded)):
     try:

@@ -9,8 +9,8 @@ import numpy as np
 from videojax import models, sharding
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
-from videojax.data import video
-from videojax.extract import BACKBONE_FILE, FramePacker, load_or_init_backbone, make_embed_fn
+from videojax.extract import (BACKBONE_FILE, FramePacker, load_or_init_backbone,
+                              make_embed_fn, read_views)
 from videojax.train import standardize
 
 
@@ -58,8 +58,7 @@ class Predictor:
   def probabilities(self, path: str | pathlib.Path) -> np.ndarray:
     """f32[k] class probabilities of one video file; VideoError if it can't be read."""
     t, size = self.spec["num_frames"], self.spec["image_size"]
-    frames, frame_of, length = video.read_video_views(
-        path, t, size, tuple(self.spec.get("temporal_scales", (1.0,))))
+    frames, frame_of, length = read_views(path, self.spec)
     # As extraction: every view's frames, averaged per position, stored float16.
     views = len(frame_of)  # A fixed batch of t * views frames: one compile.
     packer = FramePacker(self._embed, t * views, 1, t, size, self._dim)

@@ -26,8 +26,9 @@ _MODELS: dict[str, type[nn.Module]] = {
     'convlstm': ConvLSTMClassifier,
     'convlstm_features': ConvLSTMFeatureClassifier,
 }
-# name -> (module factory, frame preprocessing u8[n, h, w, 3] -> f32).
-_BACKBONES: dict[str, tuple[Callable[..., nn.Module], Callable]] = {
+# name -> (module class with its architecture bound, frame preprocessing
+# u8[n, h, w, 3] -> f32).
+_BACKBONES: dict[str, tuple[functools.partial, Callable]] = {
     **{name: (functools.partial(resnet.ResNet, stage_sizes=sizes, block_cls=block),
               resnet.preprocess)
        for name, sizes, block in [
@@ -42,8 +43,6 @@ _BACKBONES: dict[str, tuple[Callable[..., nn.Module], Callable]] = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_MODELS)
 BACKBONE_NAMES: tuple[str, ...] = tuple(_BACKBONES)
-# What create_backbone lets callers set; the architecture comes from the name.
-_BACKBONE_KWARGS = ('pooling', 'grid_size', 'dtype', 'classifier')
 
 
 def _lookup(kind: str, name: str, registry: dict) -> object:
@@ -53,7 +52,11 @@ def _lookup(kind: str, name: str, registry: dict) -> object:
   return registry[name]
 
 
-def _check_kwargs(where: str, kwargs: dict, allowed: tuple[str, ...]) -> None:
+def _check_kwargs(where: str, kwargs: dict, cls: type[nn.Module],
+                  fixed: tuple[str, ...]) -> None:
+  """Refuses keywords that are not init fields of `cls`, or are `fixed` by the name."""
+  allowed = tuple(f.name for f in dataclasses.fields(cls)
+                  if f.init and f.name not in ('parent', 'name', *fixed))
   bad = sorted(set(kwargs) - set(allowed))
   if bad:
     raise ValueError(
@@ -73,10 +76,7 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     ValueError: on an unknown name, or a keyword the model does not have.
   """
   cls = _lookup('model', name, _MODELS)
-  allowed = tuple(
-      f.name for f in dataclasses.fields(cls)
-      if f.init and f.name not in ('parent', 'name', 'num_classes'))
-  _check_kwargs(f'create_model({name!r})', kwargs, allowed)
+  _check_kwargs(f'create_model({name!r})', kwargs, cls, ('num_classes',))
   # Configs saved as JSON give lists; Linen modules must be hashable.
   kwargs = {k: tuple(v) if isinstance(v, list) else v
             for k, v in kwargs.items()}
@@ -93,8 +93,8 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
     ValueError: on an unknown name, keyword or pooling.
   """
   factory, _ = _lookup('backbone', name, _BACKBONES)
-  allowed = _BACKBONE_KWARGS if name.startswith('efficientnet') else _BACKBONE_KWARGS[:-1]
-  _check_kwargs(f'create_backbone({name!r})', kwargs, allowed)
+  # The architecture (depths, widths) comes from the name.
+  _check_kwargs(f'create_backbone({name!r})', kwargs, factory.func, tuple(factory.keywords))
   if kwargs.get('pooling', 'avg') not in _pooling.POOLINGS:
     raise ValueError(
         f'create_backbone({name!r}): pooling must be one of '
