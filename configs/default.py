@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.root = ""             # dataset in UCF-101 layout: <Class>/<video>, classInd.txt, split lists
   c.data.split = 1             # which trainlistNN / testlistNN
   c.data.features_dir = ""     # where extraction writes and training reads HDF5 shards
+  c.data.num_frames = 0        # train on t <= extract.num_frames positions per clip (0: all)
   c.data.val_fraction = 0.2    # of the training groups (gNN), held out to pick the best epoch
 
   c.extract = ml_collections.ConfigDict()
@@ -58,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.num_epochs = 30
   c.train.learning_rate = 1e-3
   c.train.weight_decay = 0.0
+  c.train.label_smoothing = 0.0     # weight spread uniformly over the classes in the loss
   c.train.normalize_features = True # standardise each feature dim with train-split statistics
   c.train.seed = 0
   c.train.num_devices = 0           # 0: every device of every host

@@ -98,3 +98,30 @@ def test_bad_arrays_are_refused_and_nothing_is_written(tmp_path, change, message
 def test_spec_hash_is_stable_and_sensitive():
   assert F.spec_hash({"a": 1, "b": 2}) == F.spec_hash({"b": 2, "a": 1})
   assert F.spec_hash({"a": 1}) != F.spec_hash({"a": 2})
+
+
+def test_subsample_frames_takes_what_direct_sampling_of_the_positions_takes():
+  from videojax.data.video import sample_indices
+  t_max, d = 16, 3
+  lengths = np.array([16, 9, 3, 0], np.int32)
+  # Position p of clip i holds the value 100 * i + p, so the kept positions can be read back.
+  feats = np.zeros((4, t_max, d), np.float16)
+  for i, n in enumerate(lengths):
+    feats[i, :n] = (100 * i + np.arange(n))[:, None]
+  fs = F.FeatureSet(feats, lengths, np.zeros(4, np.int32), list("abcd"), CLASSES,
+                    dict(SPEC, num_frames=t_max), [])
+  sub = F.subsample_frames(fs, 5)
+  assert sub.features.shape == (4, 5, d)
+  np.testing.assert_array_equal(sub.lengths, [5, 5, 3, 0])
+  for i, n in enumerate(lengths):
+    kept = sample_indices(int(n), 5)
+    np.testing.assert_array_equal(sub.features[i, :len(kept), 0], 100 * i + kept)
+    assert not sub.features[i, len(kept):].any()
+  assert sub.spec["num_frames"] == 5 and sub.spec["subsampled_from"] == t_max
+  assert F.spec_hash(sub.spec) != F.spec_hash(fs.spec)
+  # t_max // 2 from 16 real positions: every other one, starting at the first segment centre.
+  np.testing.assert_array_equal(F.subsample_frames(fs, 8).features[0, :, 0], np.arange(16)[1::2])
+  assert F.subsample_frames(fs, t_max) is fs
+  for bad in (0, t_max + 1):
+    with pytest.raises(ValueError, match="data.num_frames"):
+      F.subsample_frames(fs, bad)

@@ -118,15 +118,21 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
       feature_std=jnp.ones(feature_dim) if std is None else jnp.asarray(std))
 
 
-def train_step(state: TrainState, batch: Mapping[str, jax.Array],
-               rng: jax.Array) -> tuple[TrainState, Metrics]:
-  """One optimizer step on a batch {features f16[b,t,d], mask bool[b,t], label i32[b]}."""
+def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array,
+               label_smoothing: float = 0.0) -> tuple[TrainState, Metrics]:
+  """One optimizer step on a batch {features f16[b,t,d], mask bool[b,t], label i32[b]}.
+
+  The loss is cross-entropy against one-hot labels smoothed by `label_smoothing`
+  (0: plain); eval_step always reports the unsmoothed loss.
+  """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
     logits = state.apply_fn({"params": params}, normalized_features(state, batch),
                             batch["mask"], train=True, rngs={"dropout": dropout_rng})
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]),
+                                  label_smoothing)
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
     return loss, logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -149,10 +155,11 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
 class Steps:
   """The jitted steps of one run, with explicit shardings over `mesh`."""
 
-  def __init__(self, mesh, num_classes: int):
+  def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.mesh = mesh
-    self.train = jax.jit(train_step, in_shardings=(repl, data, repl),
+    self.train = jax.jit(functools.partial(train_step, label_smoothing=label_smoothing),
+                         in_shardings=(repl, data, repl),
                          out_shardings=(repl, repl), donate_argnums=0)
     self.eval = jax.jit(functools.partial(eval_step, num_classes=num_classes),
                         in_shardings=(repl, data), out_shardings=repl)
@@ -195,12 +202,13 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet) -> 
       "train_seed": config.train.seed, "batch_size": config.train.batch_size,
       "learning_rate": config.train.learning_rate,
       "normalize_features": config.train.normalize_features,
+      "label_smoothing": config.train.get("label_smoothing", 0.0),
   }
 
 
 _RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "num_frames",
                 "feature_dim", "train_seed", "batch_size", "learning_rate",
-                "normalize_features")
+                "normalize_features", "label_smoothing")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -227,6 +235,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if test_fs.class_names != train_all.class_names:
     raise features_lib.FeatureError(f"{config.data.features_dir}: train and test shards "
                                     "have different class lists")
+  if config.data.get("num_frames", 0):
+    train_all = features_lib.subsample_frames(train_all, config.data.num_frames)
+    test_fs = features_lib.subsample_frames(test_fs, config.data.num_frames)
+  smoothing = config.train.get("label_smoothing", 0.0)
+  if not 0 <= smoothing < 1:
+    raise ValueError(f"config.train.label_smoothing={smoothing} must lie in [0, 1)")
   check_model_fits_features(config, train_all.spec)
   train_fs, val_fs = split_validation(train_all, config.data.val_fraction, config.train.seed)
   num_classes = len(train_all.class_names)
@@ -234,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = sharding.make_mesh(config.train.num_devices)
   sharding.check_batch_size(config.train.batch_size, mesh, "config.train.batch_size")
   sharding.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
-  steps = Steps(mesh, num_classes)
+  steps = Steps(mesh, num_classes, smoothing)
   repl = sharding.replicated(mesh)
   stats = feature_statistics(train_fs) if config.train.normalize_features else (None, None)
   state = jax.device_put(

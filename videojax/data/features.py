@@ -92,6 +92,41 @@ class FeatureSet:
         video_ids=[self.video_ids[i] for i in indices])
 
 
+def subsample_frames(fs: FeatureSet, num_frames: int) -> FeatureSet:
+  """The same clips with `num_frames` positions taken uniformly from each clip's real ones.
+
+  Position i of a clip with L real positions keeps its `sample_indices(L, t)[i]`-th
+  one, the rule extraction uses over a clip's frames, so features extracted once at
+  the longest T serve every shorter T of an ablation. Clips with L <= t keep all
+  their positions. The spec records `num_frames` = t and `subsampled_from`.
+
+  Args:
+    fs: features f16[n, T, d] with lengths i32[n].
+    num_frames: t, 1 <= t <= T.
+
+  Returns:
+    a FeatureSet with features [n, t, d] and lengths min(L, t).
+
+  Raises:
+    ValueError: t outside [1, T].
+  """
+  from videojax.data.video import sample_indices  # Only here: keeps cv2 out of readers' path.
+  if not 1 <= num_frames <= fs.num_frames:
+    raise ValueError(f"data.num_frames={num_frames} must lie in [1, {fs.num_frames}] (the "
+                     f"features hold {fs.num_frames} frames; 0 uses them all)")
+  if num_frames == fs.num_frames:
+    return fs
+  out = np.zeros((len(fs), num_frames, fs.feature_dim), fs.features.dtype)
+  lengths = np.minimum(fs.lengths, num_frames).astype(np.int32)
+  for length in np.unique(fs.lengths):
+    rows = np.flatnonzero(fs.lengths == length)
+    idx = sample_indices(int(length), num_frames)
+    out[rows, :len(idx)] = fs.features[rows][:, idx]
+  spec = dict(fs.spec, num_frames=num_frames,
+              subsampled_from=fs.spec.get("subsampled_from", fs.num_frames))
+  return dataclasses.replace(fs, features=out, lengths=lengths, spec=spec)
+
+
 def validate_arrays(features: np.ndarray, lengths: np.ndarray, labels: np.ndarray,
                     num_classes: int, where: str) -> None:
   """Checks shapes, lengths, labels and finiteness; raises FeatureError naming `where`."""
