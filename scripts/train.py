@@ -4,6 +4,8 @@
       --config.data.features_dir=/data/feats_r18 --config.model.name=gru
 
 Re-running with the same --workdir resumes from the latest checkpoint.
+Multi-host: run it on every host with --coordinator_address/--num_processes/--process_id
+(or the JAX_* environment, or under srun); see README "Scale out".
 """
 import os
 
@@ -12,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import sharding, train  # noqa: E402
+from videojax import distributed, sharding, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.",
@@ -22,7 +24,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results g
 def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
-  sharding.split_cpu_into_devices()  # Before any JAX computation.
+  distributed.initialize_from_flags()  # Before any JAX computation.
+  sharding.split_cpu_into_devices()
   del argv
   if not _CONFIG.value.data.features_dir:
     raise app.UsageError("set --config.data.features_dir=PATH (made by extract_features.py)")

@@ -194,8 +194,11 @@ def test_bad_shapes_raise():
   feats = create_model('convlstm_features', 3, grid_size=3)
   apply = lambda m, x, mask: jax.eval_shape(
       lambda: m.init(jax.random.key(0), x, mask, train=False))
-  with pytest.raises(ValueError, match=r'f32\[b, t, h, w, c\].*\(4, 5, 8\)'):
+  # 3-D input must be pixels features, whole frames flattened: d = s*s*3.
+  with pytest.raises(ValueError, match=r'\(4, 5, 8\).*d=8.*config\.extract\.backbone=pixels'):
     apply(frames, np.zeros((B, T, 8)), mask)
+  with pytest.raises(ValueError, match=r'f32\[b, t, h, w, c\].*\(4, 5, 6, 6\)'):
+    apply(frames, x[..., 0], mask)
   with pytest.raises(ValueError, match=r'\(4, 5, 6, 6, 3\).*\(4, 4\)'):
     apply(frames, x, mask[:, :4])
   with pytest.raises(ValueError, match=r'\(4, 5, 6, 6\).*\(4, 5\)'):

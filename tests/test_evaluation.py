@@ -1,5 +1,6 @@
-"""Metrics from a confusion matrix, cross-checked with scikit-learn."""
+"""Metrics from a confusion matrix and from probabilities, cross-checked with scikit-learn."""
 import numpy as np
+import pytest
 from sklearn import metrics
 
 from videojax import evaluation
@@ -23,3 +24,113 @@ def test_summary_matches_sklearn():
 def test_confusion_csv(tmp_path):
   evaluation.write_confusion_csv(tmp_path / "c.csv", np.array([[3, 1], [0, 2]]), ["x", "y"])
   assert (tmp_path / "c.csv").read_text().splitlines()[1:] == ["x,3,1", "y,0,2"]
+
+
+# Probability metrics against scikit-learn. Tolerance 1e-12: both compute the same
+# ratios of integer counts (or of midrank sums) in float64; only the summation order differs.
+TOL = 1e-12
+
+
+def _probs(n=300, k=7, seed=0, quantize=None, absent=(5,)):
+  """Probabilities f64[n, k] that lean toward the label, and labels with `absent` classes unused."""
+  rng = np.random.default_rng(seed)
+  present = [c for c in range(k) if c not in absent]
+  labels = rng.choice(present, n)
+  logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[labels]
+  if quantize:  # Few distinct scores: many ties, within rows and within columns.
+    logits = np.round(logits * quantize) / quantize
+  probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  return probs, labels
+
+
+@pytest.mark.parametrize("quantize", [None, 1])
+def test_top_k_matches_sklearn_with_ties_to_the_lower_index(quantize):
+  probs, labels = _probs(quantize=quantize)
+  k = probs.shape[1]
+  if quantize:
+    assert (np.sort(probs, 1)[:, -1] == np.sort(probs, 1)[:, -2]).any()  # ties at the top
+  assert evaluation.top_k_accuracy(probs, labels, 1) == np.mean(probs.argmax(1) == labels)
+  for j in (1, 2, 5, k - 1):
+    # sklearn breaks ties toward the higher index; on reversed columns that is our lower one.
+    want = metrics.top_k_accuracy_score(k - 1 - labels, probs[:, ::-1], k=j, labels=range(k))
+    assert abs(evaluation.top_k_accuracy(probs, labels, j) - want) < TOL
+  assert evaluation.top_k_accuracy(probs, labels, k) == 1.0
+  with pytest.raises(ValueError, match="1 <= k <= 7"):
+    evaluation.top_k_accuracy(probs, labels, 8)
+
+
+def test_precision_recall_f1_match_sklearn_zero_division_0():
+  probs, labels = _probs(quantize=1, absent=(5, 6))
+  probs[:, 4] = 0  # class 4: has examples, never predicted (precision 0/0 -> 0)
+  probs[labels == 0, 6] = 1.0  # class 6: predicted, never present (recall undefined)
+  pred = probs.argmax(1)
+  conf = evaluation.confusion_matrix(labels, pred, 7)
+  np.testing.assert_array_equal(conf, metrics.confusion_matrix(labels, pred, labels=range(7)))
+  p, r, f = evaluation.precision_recall_f1(conf)
+  present = [0, 1, 2, 3, 4]
+  sp, sr, sf, _ = metrics.precision_recall_fscore_support(labels, pred, labels=range(7),
+                                                          zero_division=0)
+  np.testing.assert_allclose(p, sp, atol=TOL)
+  np.testing.assert_allclose(r[present], sr[present], atol=TOL)
+  np.testing.assert_allclose(f[present], sf[present], atol=TOL)
+  assert p[4] == 0 and p[6] == 0 and np.isnan(r[5:]).all() and np.isnan(f[5:]).all()
+  m = evaluation.classification_metrics(probs, labels, list("abcdefg"))
+  for key, fn in [("macro_precision", metrics.precision_score),
+                  ("macro_recall", metrics.recall_score), ("macro_f1", metrics.f1_score)]:
+    want = fn(labels, pred, labels=present, average="macro", zero_division=0)
+    assert abs(m[key] - want) < TOL, key
+  assert m["classes_in_split"] == 5 and m["per_class"][5]["recall"] is None
+  assert m["per_class"][6] == {"class": "g", "support": 0, "predicted": int((pred == 6).sum()),
+                               "accuracy": None, "precision": 0.0, "recall": None, "f1": None,
+                               "roc_auc": None}
+
+
+@pytest.mark.parametrize("quantize", [None, 2])
+def test_roc_auc_matches_sklearn_one_vs_rest(quantize):
+  probs, labels = _probs(quantize=quantize, absent=(5,))
+  auc = evaluation.roc_auc_ovr(probs, labels)
+  present = [c for c in range(7) if c != 5]
+  for c in present:
+    assert abs(auc[c] - metrics.roc_auc_score(labels == c, probs[:, c])) < TOL
+  assert np.isnan(auc[5])  # no positives: undefined, left out of the macro mean
+  m = evaluation.classification_metrics(probs, labels, list("abcdefg"))
+  assert abs(m["macro_roc_auc"] - np.mean([metrics.roc_auc_score(labels == c, probs[:, c])
+                                           for c in present])) < TOL
+  assert m["classes_with_auc"] == 6 and m["per_class"][5]["roc_auc"] is None
+  # Every class present: sklearn's own multi-class one-vs-rest macro average.
+  probs, labels = _probs(quantize=quantize, absent=())
+  want = metrics.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+  assert abs(evaluation.classification_metrics(probs, labels, list("abcdefg"))["macro_roc_auc"]
+             - want) < TOL
+
+
+def test_roc_auc_of_a_class_without_negatives_is_none():
+  labels = np.array([1, 1, 1])
+  probs = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+  m = evaluation.classification_metrics(probs, labels, ["a", "b"])
+  assert m["macro_roc_auc"] is None and m["classes_with_auc"] == 0
+  assert m["top5_accuracy"] is None and m["top1_accuracy"] == 1 / 3  # tie [0.5, 0.5] -> class 0
+  assert m["per_class"][0]["precision"] == 0 and m["per_class"][1]["precision"] == 1
+
+
+def test_classification_metrics_matches_summarize_and_refuses_bad_input():
+  probs, labels = _probs()
+  m = evaluation.classification_metrics(probs, labels, list("abcdefg"))
+  s = evaluation.summarize(m["confusion"], list("abcdefg"))
+  assert m["top1_accuracy"] == s["accuracy"]
+  assert [r["accuracy"] for r in m["per_class"]] == list(s["per_class_accuracy"].values())
+  with pytest.raises(ValueError, match=r"labels must be integers in \[0, 7\)"):
+    evaluation.classification_metrics(probs, labels + 1, list("abcdefg"))
+  with pytest.raises(ValueError, match="6 class names for probabilities of 7 classes"):
+    evaluation.classification_metrics(probs, labels, list("abcdef"))
+  with pytest.raises(ValueError, match="no examples"):
+    evaluation.top_k_accuracy(probs[:0], labels[:0], 1)
+
+
+def test_per_class_csv_leaves_undefined_values_blank(tmp_path):
+  m = evaluation.classification_metrics(np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 0]),
+                                        ["x", "y"])
+  evaluation.write_per_class_csv(tmp_path / "p.csv", m["per_class"])
+  assert (tmp_path / "p.csv").read_text().splitlines() == [
+      "class,support,predicted,accuracy,precision,recall,f1,roc_auc",
+      "x,2,1,0.5,1.0,0.5,0.6666666666666666,", "y,0,1,,0.0,,,"]

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from videojax import models, sharding
 from videojax.data import features as features_lib
-from videojax.data import ucf101, video
+from videojax.data import datasets, ucf101, video
 
 BACKBONE_FILE = "backbone.msgpack"
 SPLITS = ("train", "test")
@@ -43,7 +43,8 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
   e = config.extract
   spec = {"format_version": features_lib.FORMAT_VERSION, "backbone": e.backbone,
           "weights": e.weights, "seed": e.seed, "pooling": e.pooling,
-          "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split}
+          "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split,
+          **datasets.split_spec(config.data)}
   if e.pooling == "grid":
     spec["grid_size"] = e.grid_size
   if tuple(e.temporal_scales) != (1.0,):
@@ -179,6 +180,14 @@ def read_views(path: str | os.PathLike, spec: dict[str, Any]):
                                 tuple(spec.get("temporal_scales", (1.0,))))
 
 
+def read_example_views(example: ucf101.Example, spec: dict[str, Any]):
+  """`read_views` of the clip's file, or of its frames where it has them (tfds_ucf101)."""
+  if example.frames is None:
+    return read_views(example.path, spec)
+  return video.read_encoded_views(example.frames(), spec["num_frames"], spec["image_size"],
+                                  tuple(spec.get("temporal_scales", (1.0,))), example.video_id)
+
+
 def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, embed,
                   spec: dict[str, Any], class_names: Sequence[str], feature_dim: int,
                   batch_size: int, num_workers: int, progress) -> list[list[str]]:
@@ -187,7 +196,7 @@ def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, emb
                        spec["image_size"], feature_dim)
   lengths = np.zeros(len(examples), np.int32)
   failed: list[list[str]] = []
-  decoded = prefetch_map(lambda e: read_views(e.path, spec), examples, num_workers,
+  decoded = prefetch_map(lambda e: read_example_views(e, spec), examples, num_workers,
                          depth=2 * max(1, num_workers))
   for i, (example, future) in enumerate(zip(examples, decoded)):
     try:
@@ -240,16 +249,18 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   if config.extract.pooling not in ("avg", "grid"):
     raise ValueError(f"config.extract.pooling={config.extract.pooling!r}; accepted: avg, grid "
                      "(for whole feature maps use grid with grid_size = image_size / 32)")
+  # Also refuses what a backbone cannot do (grid pooling of pixels) before anything is written.
+  feature_dim = models.backbone_feature_dim(config.extract.backbone, config.extract.pooling,
+                                            config.extract.grid_size, config.extract.image_size)
   scales = tuple(config.extract.temporal_scales)
   if not scales or not all(isinstance(v, (int, float)) and v > 0 for v in scales):
     raise ValueError(f"config.extract.temporal_scales={scales!r}: give one or more "
                      "positive scales, e.g. (1.0,) or (1.0, 0.85, 1.15)")
   if not 0 <= worker < num_workers:
     raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
-  root = pathlib.Path(config.data.root)
   features_dir = pathlib.Path(config.data.features_dir)
   features_dir.mkdir(parents=True, exist_ok=True)
-  class_names = ucf101.read_class_names(root)
+  class_names = datasets.class_names(config.data)
   spec = extraction_spec(config)
   features_lib.check_spec_file(features_dir, spec, class_names)
 
@@ -258,13 +269,11 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   n_dev = mesh.devices.size
   batch_size = math.ceil(config.extract.batch_size / n_dev) * n_dev
   embed = make_embed_fn(spec["backbone"], module, variables, mesh)
-  feature_dim = models.backbone_feature_dim(spec["backbone"], spec["pooling"],
-                                            spec.get("grid_size", 2))
   size = config.extract.shard_size
 
   todo, skipped = [], 0
   for split in splits:
-    examples = ucf101.read_split(root, split, config.data.split)
+    examples = datasets.read_split(config.data, split)
     plan, done = features_lib.plan_shards(features_dir, split, examples, size, spec,
                                           worker, num_workers)
     todo, skipped = todo + plan, skipped + done

@@ -11,7 +11,7 @@ from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
 from videojax.extract import (BACKBONE_FILE, FramePacker, load_or_init_backbone,
                               make_embed_fn, read_views)
-from videojax.train import standardize
+from videojax.normalization import standardize
 
 
 class Predictor:
@@ -43,7 +43,8 @@ class Predictor:
                               f"{features_dir})")
     module, variables = load_or_init_backbone(self.spec, features_dir)
     self._dim = models.backbone_feature_dim(self.spec["backbone"], self.spec["pooling"],
-                                            self.spec.get("grid_size", 2))
+                                            self.spec.get("grid_size", 2),
+                                            self.spec["image_size"])
     self._embed = make_embed_fn(self.spec["backbone"], module, variables,
                                 sharding.make_mesh(1, local=True))
     self.model = models.create_model(meta["model"], len(self.class_names),

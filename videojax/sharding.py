@@ -48,6 +48,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def replicate(tree, mesh: Mesh):
+  """Host-local arrays, equal on every process, -> global arrays replicated over `mesh`.
+
+  Unlike `jax.device_put`, works when the mesh spans other processes' devices.
+  """
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      tree)
+
+
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis split over 'data'."""
   return NamedSharding(mesh, P("data"))

@@ -24,8 +24,10 @@ from tqdm import tqdm
 from videojax import evaluation, models, sharding
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
-from videojax.data import pipeline, ucf101
+from videojax.data import parts as parts_lib
+from videojax.data import datasets, pipeline, ucf101
 from videojax.files import write_json_atomic
+from videojax.normalization import standardize
 from videojax.writers import MetricWriter
 
 Metrics = dict[str, jax.Array]
@@ -66,13 +68,6 @@ def feature_statistics(fs: features_lib.FeatureSet,
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def standardize(features: jax.Array, mask: jax.Array, mean: jax.Array,
-                std: jax.Array) -> jax.Array:
-  """(features - mean) / std as f32[b, t, d]; padded frames stay zero (the mask marks them)."""
-  x = (features.astype(jnp.float32) - mean) / std
-  return jnp.where(mask[..., None], x, 0.0)
-
-
 def normalized_features(state: TrainState, batch: Mapping[str, jax.Array]) -> jax.Array:
   """The batch's features standardised with the state's training-split statistics."""
   return standardize(batch["features"], batch["mask"], state.feature_mean, state.feature_std)
@@ -88,11 +83,18 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict:
 
 
 def check_model_fits_features(config: ml_collections.ConfigDict, spec: dict) -> None:
-  """Refuses a model that would misread these features (ValueError naming the keys)."""
+  """Refuses a model that would misread these features (ValueError naming the keys).
+
+  convlstm learns from raw frames, so it takes exactly the features of the 'pixels'
+  backbone; convlstm_features reads grid cells. Other models take any per-frame
+  vectors, pixels included (allowed, if rarely useful: a flat frame has no layout to them).
+  """
   name = config.model.name
-  if name == "convlstm":
-    raise ValueError("config.model.name='convlstm' takes raw frames f32[b, t, h, w, 3], and "
-                     "training reads per-frame features; use convlstm_features on grid features")
+  if name == "convlstm" and spec.get("backbone") != "pixels":
+    raise ValueError(f"config.model.name='convlstm' learns from raw frames, but these features "
+                     f"come from config.extract.backbone={spec.get('backbone')!r}; extract with "
+                     "--config.extract.backbone=pixels (see configs/convlstm.py), or use "
+                     "convlstm_features on grid features")
   if name == "convlstm_features":
     grid = model_kwargs(config).get("grid_size", 2)
     if spec.get("pooling") != "grid" or spec.get("grid_size") != grid:
@@ -109,8 +111,10 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
   """Initial parameters and optimizer state (deterministic in config.train.seed)."""
   model = models.create_model(config.model.name, num_classes, **model_kwargs(config))
   rng = jax.random.fold_in(jax.random.key(config.train.seed), 0)
-  params = model.init(rng, jnp.zeros((1, num_frames, feature_dim), jnp.float32),
-                      jnp.ones((1, num_frames), bool), train=False)["params"]
+  # Jitted: eager init of a scanned RNN dispatches op by op (13 s for the GRU on 2 cores).
+  init = jax.jit(functools.partial(model.init, train=False))
+  params = init(rng, jnp.zeros((1, num_frames, feature_dim), jnp.float32),
+                jnp.ones((1, num_frames), bool))["params"]
   tx = optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay)
   return TrainState.create(
       apply_fn=model.apply, params=params, tx=tx,
@@ -153,7 +157,16 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
 
 
 class Steps:
-  """The jitted steps of one run, with explicit shardings over `mesh`."""
+  """The jitted steps of one run, with explicit shardings over `mesh`.
+
+  `Steps.cached` returns one instance per (mesh, classes, smoothing), so runs of
+  the same model in one process (seeds of an ablation) reuse the compiled steps.
+  """
+
+  @classmethod
+  @functools.lru_cache(maxsize=16)
+  def cached(cls, mesh, num_classes: int, label_smoothing: float = 0.0) -> "Steps":
+    return cls(mesh, num_classes, label_smoothing)
 
   def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
@@ -165,25 +178,40 @@ class Steps:
                         in_shardings=(repl, data), out_shardings=repl)
 
 
-def evaluate(steps: Steps, state: TrainState, fs: features_lib.FeatureSet,
-             batch_size: int) -> dict[str, Any]:
-  """Loss and confusion over every example of `fs`, each counted exactly once."""
-  k = len(fs.class_names)
+def evaluate(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSet],
+             batch_size: int, sizes: np.ndarray) -> dict[str, Any]:
+  """Loss and confusion over every example of a split, each counted exactly once.
+
+  Args:
+    parts: this process's parts of the split.
+    batch_size: the global batch; each part fills batch_size / len(sizes) rows.
+    sizes: the size of every part of the run; all processes step together
+      until the largest is done.
+  """
+  k = len(parts[0].class_names)
+  per_part = batch_size // len(sizes)
   confusion, loss, count = np.zeros((k, k), np.int64), 0.0, 0
-  for batch in pipeline.eval_batches(fs, batch_size):
+  num_batches = pipeline.num_eval_batches(int(max(sizes)), per_part)
+  for batch in pipeline.eval_batches(parts, per_part, num_batches):
     m = jax.device_get(steps.eval(state, sharding.put_batch(batch, steps.mesh)))
     confusion += m["confusion"]
     loss += float(m["loss"])
     count += int(m["count"])
-  assert count == len(fs), (count, len(fs))
+  assert count == sum(sizes), (count, sizes)
   return {"confusion": confusion, "loss": loss / max(count, 1)}
 
 
 def split_validation(fs: features_lib.FeatureSet, fraction: float,
                      seed: int) -> tuple[features_lib.FeatureSet, features_lib.FeatureSet]:
-  """Holds out whole groups (UCF `gNN`) of the training split for validation."""
+  """Holds out whole groups of the training split for validation.
+
+  Groups are those of the layout the features were extracted from (the spec's
+  'layout', ucf101 when absent): UCF `gNN`, HMDB source video; see
+  `datasets.group_of`.
+  """
+  layout = {"layout": fs.spec.get("layout", "ucf101")}
   examples = [ucf101.Example(path=pathlib.Path(v), label=int(l), video_id=v,
-                             group=ucf101.group_of(v))
+                             group=datasets.group_of(layout, v))
               for v, l in zip(fs.video_ids, fs.labels)]
   index = {e.video_id: i for i, e in enumerate(examples)}
   rest, held = ucf101.split_by_group(examples, fraction, seed)
@@ -191,7 +219,8 @@ def split_validation(fs: features_lib.FeatureSet, fraction: float,
           fs.take([index[e.video_id] for e in held]))
 
 
-def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet) -> dict:
+def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | parts_lib.Parts,
+             ) -> dict:
   """What a checkpoint belongs to; compared on resume and read by predict."""
   return {
       "class_names": list(fs.class_names), "model": config.model.name,
@@ -203,12 +232,13 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet) -> 
       "learning_rate": config.train.learning_rate,
       "normalize_features": config.train.normalize_features,
       "label_smoothing": config.train.get("label_smoothing", 0.0),
+      "num_parts": config.data.get("num_parts", 0) or jax.process_count(),
   }
 
 
 _RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "num_frames",
                 "feature_dim", "train_seed", "batch_size", "learning_rate",
-                "normalize_features", "label_smoothing")
+                "normalize_features", "label_smoothing", "num_parts")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -229,34 +259,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   start_time = time.time()
   workdir = pathlib.Path(workdir)
-  train_all = features_lib.load_split(config.data.features_dir, "train")
-  test_fs = features_lib.load_split(config.data.features_dir, "test",
-                                    expect_spec=train_all.spec)
-  if test_fs.class_names != train_all.class_names:
-    raise features_lib.FeatureError(f"{config.data.features_dir}: train and test shards "
-                                    "have different class lists")
-  if config.data.get("num_frames", 0):
-    train_all = features_lib.subsample_frames(train_all, config.data.num_frames)
-    test_fs = features_lib.subsample_frames(test_fs, config.data.num_frames)
   smoothing = config.train.get("label_smoothing", 0.0)
   if not 0 <= smoothing < 1:
     raise ValueError(f"config.train.label_smoothing={smoothing} must lie in [0, 1)")
-  check_model_fits_features(config, train_all.spec)
-  train_fs, val_fs = split_validation(train_all, config.data.val_fraction, config.train.seed)
-  num_classes = len(train_all.class_names)
+  num_parts = config.data.get("num_parts", 0) or jax.process_count()
+  data = parts_lib.load_parts(
+      config.data.features_dir, num_parts=num_parts, process_index=jax.process_index(),
+      process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
+      split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
+                                         seed=config.train.seed))
+  check_model_fits_features(config, data.spec)
+  num_classes = len(data.class_names)
 
   mesh = sharding.make_mesh(config.train.num_devices)
-  sharding.check_batch_size(config.train.batch_size, mesh, "config.train.batch_size")
-  sharding.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
-  steps = Steps(mesh, num_classes, smoothing)
+  for key in ("train", "eval"):
+    sharding.check_batch_size(config[key].batch_size, mesh, f"config.{key}.batch_size")
+    if config[key].batch_size % num_parts:
+      raise ValueError(f"config.{key}.batch_size={config[key].batch_size} must be a multiple "
+                       f"of the {num_parts} data parts (config.data.num_parts, 0: one per "
+                       "process)")
+  steps = Steps.cached(mesh, num_classes, float(smoothing))
   repl = sharding.replicated(mesh)
-  stats = feature_statistics(train_fs) if config.train.normalize_features else (None, None)
-  state = jax.device_put(
-      create_train_state(config, num_classes, train_all.num_frames, train_all.feature_dim,
-                         *stats), repl)
-  rng = jax.device_put(jax.random.fold_in(jax.random.key(config.train.seed), 1), repl)
+  stats = ((feature_statistics(features_lib.concat(data.train)))
+           if config.train.normalize_features else (None, None))
+  state = sharding.replicate(
+      create_train_state(config, num_classes, data.num_frames, data.feature_dim, *stats), mesh)
+  rng = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.train.seed), 1),
+                out_shardings=repl)()
 
-  meta = run_meta(config, train_all)
+  meta = run_meta(config, data)
   ckpts = Checkpoints(workdir / "checkpoints")
   start_step = ckpts.latest_step() or 0
   if start_step:
@@ -264,11 +295,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = ckpts.restore(start_step, state)
     echo(f"Resumed from {ckpts.directory}/{start_step}")
 
-  spe = pipeline.steps_per_epoch(len(train_fs), config.train.batch_size)
+  per_part = config.train.batch_size // num_parts
+  sizes = data.sizes["train"]
+  if sizes.max() > 1.1 * sizes.min():
+    echo(f"Warning: the {num_parts} data parts hold {sizes.min()} to {sizes.max()} training "
+         "examples; an epoch is as long as the smallest allows. Extract with an "
+         f"extract.shard_size that gives the train split a multiple of {num_parts} shards.")
+  spe = pipeline.steps_per_epoch(int(min(data.sizes["train"])), per_part)
   total_steps = config.train.num_epochs * spe
+  every = config.train.get("checkpoint_every_steps", 0)
   writer = MetricWriter(workdir, echo=echo)
-  batches = pipeline.train_batches(train_fs, config.train.batch_size,
-                                   seed=config.train.seed, start_step=start_step)
+  batches = pipeline.train_batches(data.train, per_part, seed=config.train.seed,
+                                   start_step=start_step, epoch_steps=spe,
+                                   part_ids=data.part_ids)
   epoch_metrics = []
   bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps,
              desc=f"train {config.model.name}", unit="step", disable=None)
@@ -276,16 +315,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state, m = steps.train(state, sharding.put_batch(next(batches), mesh), rng)
     epoch_metrics.append(m)
     if (step + 1) % spe and step + 1 != total_steps:
+      if every and (step + 1) % every == 0:  # Mid-epoch: latest only, for resumption.
+        ckpts.save(step + 1, state, meta)
       continue
     summary = {f"train_{k}": float(np.mean(v)) for k, v in
                jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *epoch_metrics)).items()}
     epoch_metrics = []
     ckpt_metrics = None
-    if len(val_fs):
-      val = evaluate(steps, state, val_fs, config.eval.batch_size)
+    if sum(data.sizes["val"]):
+      val = evaluate(steps, state, data.val, config.eval.batch_size, data.sizes["val"])
       summary.update(val_loss=val["loss"],
                      val_accuracy=evaluation.summarize(val["confusion"],
-                                                       val_fs.class_names)["accuracy"])
+                                                       data.class_names)["accuracy"])
       ckpt_metrics = {"val_accuracy": summary["val_accuracy"]}
     summary["epoch"] = (step + 1) / spe
     writer.write(step + 1, summary)
@@ -296,17 +337,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   best = ckpts.best_step()
   state = ckpts.restore(best, state)
-  test = evaluate(steps, state, test_fs, config.eval.batch_size)
-  results = evaluation.summarize(test["confusion"], test_fs.class_names)
+  test = evaluate(steps, state, data.test, config.eval.batch_size, data.sizes["test"])
+  results = evaluation.summarize(test["confusion"], data.class_names)
   results.update(test_loss=test["loss"], best_step=int(best), total_steps=total_steps,
                  model=config.model.name, seconds=time.time() - start_time,
                  train_seconds=train_seconds, num_devices=int(mesh.devices.size),
-                 num_train=len(train_fs), num_val=len(val_fs),
+                 num_train=int(sum(data.sizes["train"])), num_val=int(sum(data.sizes["val"])),
+                 num_processes=jax.process_count(), num_parts=num_parts,
                  checkpoint=str(ckpts.directory / str(best)))
   if jax.process_index() == 0:
     write_json_atomic(workdir / "results.json", results)
     evaluation.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
-                                   test_fs.class_names)
+                                   data.class_names)
     echo(f"{config.model.name}: test accuracy {results['accuracy']:.4f} on "
          f"{results['num_examples']} clips (best step {best}); results in {workdir}")
   writer.close()

@@ -308,6 +308,45 @@ def load_split(features_dir: str | os.PathLike, split: str,
       class_names=first["class_names"], spec=first["spec"], failed=failed)
 
 
+def concat(parts: Sequence[FeatureSet]) -> FeatureSet:
+  """The examples of `parts` (same spec and classes), in order."""
+  return dataclasses.replace(
+      parts[0], features=np.concatenate([p.features for p in parts]),
+      lengths=np.concatenate([p.lengths for p in parts]),
+      labels=np.concatenate([p.labels for p in parts]),
+      video_ids=[v for p in parts for v in p.video_ids],
+      failed=[f for p in parts for f in p.failed])
+
+
+def read_index(features_dir: str | os.PathLike, split: str) -> tuple[FeatureSet, np.ndarray]:
+  """Every example of `split` without its features, and the shard it lies in.
+
+  Cheap (no feature is read), so every host of a multi-host run can see the
+  whole split while loading only its own shards.
+
+  Returns:
+    (a FeatureSet whose features are f16[n, 0, 0], shard index i32[n]).
+
+  Raises:
+    FeatureError: as `shard_paths` and `read_shard_attrs`.
+  """
+  ids, lengths, labels, shard = [], [], [], []
+  paths = shard_paths(features_dir, split)
+  for j, p in enumerate(paths):
+    read_shard_attrs(p)  # format check
+    with h5py.File(p, "r") as f:
+      ids += [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][...]]
+      lengths.append(f["lengths"][...])
+      labels.append(f["labels"][...])
+    shard += [j] * len(labels[-1])
+  attrs = read_shard_attrs(paths[0])
+  index = FeatureSet(features=np.zeros((len(ids), 0, 0), np.float16),
+                     lengths=np.concatenate(lengths).astype(np.int32),
+                     labels=np.concatenate(labels).astype(np.int32), video_ids=ids,
+                     class_names=attrs["class_names"], spec=attrs["spec"], failed=[])
+  return index, np.asarray(shard, np.int32)
+
+
 def check_spec_file(features_dir: pathlib.Path, spec: dict[str, Any],
                     class_names: Sequence[str]) -> None:
   """Refuses a features_dir made with other settings; writes spec.json on first use."""

@@ -13,7 +13,8 @@ batches an uninterrupted run would have seen from s on.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,15 +32,26 @@ def lengths_to_mask(lengths: np.ndarray, num_frames: int) -> np.ndarray:
   return np.arange(num_frames)[None, :] < np.asarray(lengths)[:, None]
 
 
-def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-  """The order in which epoch `epoch` visits the examples: i64[n]."""
-  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+def epoch_permutation(num_examples: int, seed: int, epoch: int, part: int = 0) -> np.ndarray:
+  """The order in which epoch `epoch` visits the examples of data part `part`: i64[n]."""
+  return np.random.default_rng([seed, epoch, part]).permutation(num_examples)
 
 
 def _gather(fs: FeatureSet, idx: np.ndarray, valid: np.ndarray) -> Batch:
+  if not len(fs):  # A host's part can be empty in eval: all padding.
+    fs = dataclasses.replace(fs, features=np.zeros((1, *fs.features.shape[1:]), np.float16),
+                             lengths=np.zeros(1, np.int32), labels=np.zeros(1, np.int32))
   lengths = np.where(valid, fs.lengths[idx], 0)
   return {"features": fs.features[idx], "mask": lengths_to_mask(lengths, fs.num_frames),
           "label": np.where(valid, fs.labels[idx], 0).astype(np.int32), "valid": valid}
+
+
+def _concat(batches: Sequence[Batch]) -> Batch:
+  return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def _as_parts(parts: FeatureSet | Sequence[FeatureSet]) -> list[FeatureSet]:
+  return [parts] if isinstance(parts, FeatureSet) else list(parts)
 
 
 def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator) -> tf.data.Dataset:
@@ -55,42 +67,72 @@ def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator) -> tf.data.Datase
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-  """Full training batches per epoch; the shuffled remainder is dropped."""
+  """Full training batches per epoch; the shuffled remainder is dropped.
+
+  For data parts, pass the smallest part's size and the per-part batch size.
+  """
   if num_examples < batch_size:
     raise ValueError(f"train.batch_size={batch_size} exceeds the {num_examples} "
                      "training examples; lower it")
   return num_examples // batch_size
 
 
-def train_batches(fs: FeatureSet, batch_size: int, *, seed: int,
-                  start_step: int = 0) -> Iterator[Batch]:
-  """Endless shuffled training batches from `start_step` on (all valid)."""
-  spe = steps_per_epoch(len(fs), batch_size)
+def train_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int, *, seed: int,
+                  start_step: int = 0, epoch_steps: int | None = None,
+                  part_ids: Sequence[int] | None = None) -> Iterator[Batch]:
+  """Endless shuffled training batches from `start_step` on (all valid).
+
+  With several data parts (one or more per host, see `train.py`), each part
+  is shuffled on its own and a batch is the concatenation of `batch_size`
+  examples of each part, in part order: the global batch of a step is the same
+  whichever process holds which part.
+
+  Args:
+    parts: one FeatureSet, or this process's parts.
+    batch_size: examples per part and step.
+    seed: with the epoch and the part id, fixes the order.
+    start_step: the first step to yield.
+    epoch_steps: steps per epoch; default: from the smallest of `parts`; a
+      multi-host run passes the value over all hosts' parts.
+    part_ids: the global index of each part (default 0, 1, ...).
+  """
+  parts = _as_parts(parts)
+  part_ids = list(range(len(parts))) if part_ids is None else list(part_ids)
+  spe = epoch_steps or min(steps_per_epoch(len(p), batch_size) for p in parts)
   valid = np.ones(batch_size, bool)
 
   def generate():
     epoch, offset = divmod(start_step, spe)
     while True:
-      perm = epoch_permutation(len(fs), seed, epoch)
+      perms = [epoch_permutation(len(p), seed, epoch, q) for p, q in zip(parts, part_ids)]
       for k in range(offset, spe):
-        yield _gather(fs, perm[k * batch_size:(k + 1) * batch_size], valid)
+        yield _concat([_gather(p, perm[k * batch_size:(k + 1) * batch_size], valid)
+                       for p, perm in zip(parts, perms)])
       epoch, offset = epoch + 1, 0
 
-  return _as_tf_dataset(fs, batch_size, generate).as_numpy_iterator()
+  return _as_tf_dataset(parts[0], batch_size * len(parts), generate).as_numpy_iterator()
 
 
-def eval_batches(fs: FeatureSet, batch_size: int) -> Iterator[Batch]:
-  """One pass in order; the last batch is padded with examples marked invalid."""
-  n = len(fs)
+def eval_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int,
+                 num_batches: int | None = None) -> Iterator[Batch]:
+  """One pass in order; batches are padded with examples marked invalid.
+
+  Args:
+    parts: one FeatureSet, or this process's parts.
+    batch_size: examples per part and batch.
+    num_batches: default: enough for the largest of `parts`; a multi-host run
+      passes the value over all hosts' parts, so that every process runs the
+      same number of steps.
+  """
+  parts = _as_parts(parts)
+  if num_batches is None:
+    num_batches = max(num_eval_batches(len(p), batch_size) for p in parts)
 
   def generate():
-    for start in range(0, n, batch_size):
+    for start in range(0, num_batches * batch_size, batch_size):
       idx = np.arange(start, start + batch_size)
-      valid = idx < n
-      yield _gather(fs, np.where(valid, idx, 0), valid)
+      yield _concat([_gather(p, np.where(idx < len(p), idx, 0), idx < len(p)) for p in parts])
 
-  return _as_tf_dataset(fs, batch_size, generate).as_numpy_iterator()
-
-
+  return _as_tf_dataset(parts[0], batch_size * len(parts), generate).as_numpy_iterator()
 def num_eval_batches(num_examples: int, batch_size: int) -> int:
   return -(-num_examples // batch_size)

@@ -19,7 +19,7 @@ import dataclasses
 import os
 import pathlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,20 +33,30 @@ class Example:
   """One clip of a split.
 
   Attributes:
-    path: the video file, `<root>/<Class>/<name>.avi` (not checked to exist).
+    path: the video file, `<root>/<Class>/<name>.avi` (not checked to exist);
+      where `frames` is set, only a description of where the frames are.
     label: class index, 0-indexed (classInd's number minus one).
     video_id: path relative to the root without extension, with the class
       folder spelled as in classInd, e.g. 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01'.
     group: clips that share actor and scene, e.g. 'ApplyEyeMakeup_g08'.
+    frames: None for a clip in a video file; for a clip stored as frames (the
+      tfds_ucf101 layout of `datasets`), returns its n encoded images (JPEG,
+      PNG: bytes[n]) in time order. Not compared.
   """
   path: pathlib.Path
   label: int
   video_id: str
   group: str
+  frames: Callable[[], Sequence[bytes]] | None = dataclasses.field(
+      default=None, compare=False, repr=False)
 
 
-def _lines(path: pathlib.Path) -> list[tuple[int, str]]:
-  """(1-based line number, stripped text) of the non-blank lines of a file."""
+def read_lines(path: pathlib.Path) -> list[tuple[int, str]]:
+  """(1-based line number, stripped text) of the non-blank lines of a UTF-8 file.
+
+  Raises:
+    ValueError, naming the file: it is missing or not UTF-8 text.
+  """
   if not path.is_file():
     raise ValueError(f"{path}: file not found")
   # utf-8-sig drops a byte-order mark; splitlines() handles CRLF and CR.
@@ -74,7 +84,7 @@ def read_class_names(root: str | os.PathLike[str]) -> list[str]:
   path = pathlib.Path(root) / "classInd.txt"
   by_index: dict[int, tuple[str, int]] = {}
   seen_names: dict[str, int] = {}
-  for lineno, line in _lines(path):
+  for lineno, line in read_lines(path):
     parts = line.split()
     if len(parts) != 2 or not parts[0].isdigit():
       raise ValueError(f"{path}:{lineno}: expected '<index> <ClassName>', got {line!r}")
@@ -147,7 +157,7 @@ def read_split(root: str | os.PathLike[str], subset: str, split: int = 1) -> lis
   path = root / f"{subset}list{split:02d}.txt"
   examples = []
   first_line: dict[str, int] = {}
-  for lineno, line in _lines(path):
+  for lineno, line in read_lines(path):
     where = f"{path}:{lineno}"
     parts = line.split()
     if len(parts) not in (1, 2):

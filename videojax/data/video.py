@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -235,8 +236,7 @@ def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: 
     if attempt:
       capture = _open(path)
     # With no hint nothing is kept: the pass only counts the frames.
-    views = [sample_indices_at_scale(count_hint, num_frames, v) for v in scales]
-    wanted = np.unique(np.concatenate([i[ok] for i, ok in views]))
+    views, wanted = _views(count_hint, num_frames, scales)
     kept, count = _decode_pass(path, capture, wanted, image_size)
     if count == 0:
       raise VideoError(f"{path}: no decodable frames (reported frame count "
@@ -248,7 +248,58 @@ def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: 
   else:
     raise VideoError(f"{path}: the number of decodable frames differs on every "
                      f"read; the file is probably damaged (last read {count})")
+  return _assemble(kept, wanted, views)
 
+
+def _views(num_available: int, num_frames: int, scales: tuple[float, ...]
+           ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+  """Per view (indices i32[L], valid bool[L]), and the distinct valid indices, sorted."""
+  views = [sample_indices_at_scale(num_available, num_frames, v) for v in scales]
+  return views, np.unique(np.concatenate([i[ok] for i, ok in views]))
+
+
+def _assemble(kept: dict[int, np.ndarray], wanted: np.ndarray,
+              views: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, int]:
+  """(frames u8[k, s, s, 3], frame_of i32[views, L], L) from the decoded wanted frames."""
   frames = np.stack([kept[i] for i in wanted.tolist()])
   frame_of = np.stack([np.where(ok, np.searchsorted(wanted, i), -1) for i, ok in views])
   return frames, frame_of.astype(np.int32), frame_of.shape[1]
+
+
+def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: int,
+                       scales: tuple[float, ...], name: str) -> tuple[np.ndarray, np.ndarray, int]:
+  """`read_video_views` of a clip stored as one encoded image per frame.
+
+  For frames that a dataset keeps as images (tensorflow-datasets stores a
+  video as JPEG frames): the n = len(encoded) frames are sampled exactly as
+  the frames of a file, and only the sampled ones are decoded, then centre
+  cropped and resized like a file's.
+
+  Args:
+    encoded: bytes[n], the frames in time order, each a JPEG/PNG/... image.
+    num_frames, image_size, scales: as `read_video_views`.
+    name: the clip, for error messages.
+
+  Returns:
+    (frames u8[k, s, s, 3], frame_of i32[len(scales), length], length), as
+    `read_video_views`.
+
+  Raises:
+    ValueError: num_frames < 1, image_size < 1 or a scale <= 0.
+    VideoError: no frames, or a sampled frame that does not decode.
+  """
+  if num_frames < 1:
+    raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+  if image_size < 1:
+    raise ValueError(f"image_size must be >= 1, got {image_size}")
+  if not len(encoded):
+    raise VideoError(f"{name}: the clip has no frames")
+  views, wanted = _views(len(encoded), num_frames, scales)
+  kept = {}
+  for i in wanted.tolist():
+    # IMREAD_COLOR gives BGR like a decoded video frame, also for grey images.
+    frame = cv2.imdecode(np.frombuffer(encoded[i], np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+      raise VideoError(f"{name}: frame {i} of {len(encoded)} is not a decodable image")
+    kept[i] = _to_square_rgb(frame, image_size)
+  return _assemble(kept, wanted, views)

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videojax.models import checkpoint_io, efficientnet, resnet
+from videojax.models import checkpoint_io, efficientnet, pixels, resnet
 from videojax.models import pooling as _pooling
 from videojax.models.convlstm import (
     ConvLSTMClassifier, ConvLSTMFeatureClassifier)
@@ -27,7 +27,8 @@ _MODELS: dict[str, type[nn.Module]] = {
     'convlstm_features': ConvLSTMFeatureClassifier,
 }
 # name -> (module class with its architecture bound, frame preprocessing
-# u8[n, h, w, 3] -> f32).
+# u8[n, h, w, 3] -> f32). 'pixels' is no network: its features are the
+# frames themselves, for the end-to-end convlstm.
 _BACKBONES: dict[str, tuple[functools.partial, Callable]] = {
     **{name: (functools.partial(resnet.ResNet, stage_sizes=sizes, block_cls=block),
               resnet.preprocess)
@@ -40,6 +41,7 @@ _BACKBONES: dict[str, tuple[functools.partial, Callable]] = {
     **{name: (functools.partial(efficientnet.EfficientNetLite, width=w, depth=d),
               efficientnet.preprocess)
        for name, (w, d, _) in efficientnet.VARIANTS.items()},
+    'pixels': (functools.partial(pixels.Pixels), pixels.preprocess),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_MODELS)
 BACKBONE_NAMES: tuple[str, ...] = tuple(_BACKBONES)
@@ -88,6 +90,7 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
 
   Keywords: pooling ('avg', 'grid' or 'map'), grid_size, dtype; and for
   EfficientNet-Lite, classifier (ImageNet logits instead of features).
+  'pixels' takes pooling and grid_size only, and only pooling='avg'.
 
   Raises:
     ValueError: on an unknown name, keyword or pooling.
@@ -107,14 +110,25 @@ def preprocess_frames(name: str, frames: jax.Array) -> jax.Array:
   return _lookup('backbone', name, _BACKBONES)[1](frames)
 
 
-def backbone_feature_dim(name: str, pooling: str = 'avg',
-                         grid_size: int = 2) -> int:
+def backbone_feature_dim(name: str, pooling: str = 'avg', grid_size: int = 2,
+                         image_size: int | None = None) -> int:
   """Width d of `create_backbone(name, pooling=..., grid_size=...)` features.
 
+  `image_size` (the frames' side s) is needed for 'pixels' only, whose
+  features are whole frames, d = s*s*3; CNN features do not depend on it.
+
   Raises:
-    ValueError: on an unknown name, or a pooling other than avg and grid.
+    ValueError: on an unknown name, a pooling other than avg and grid (avg
+      only for pixels), or pixels without image_size.
   """
-  return _pooling.feature_dim(create_backbone(name).feature_width, pooling, grid_size)
+  module = create_backbone(name, pooling=pooling)
+  if isinstance(module, pixels.Pixels):
+    if image_size is None:
+      raise ValueError(
+          "backbone_feature_dim('pixels'): its features are whole frames, "
+          'd = image_size^2 * 3; pass image_size')
+    return pixels.feature_dim(image_size)
+  return _pooling.feature_dim(module.feature_width, pooling, grid_size)
 
 
 def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
@@ -126,15 +140,21 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
       packages), 'random-init', or the path or URL of a `.pth` /
       `.safetensors` file (torchvision or timm layout for ResNets,
       efficientnet-lite-pytorch layout for EfficientNet-Lite); a URL is
-      downloaded once into `checkpoint_io.cache_dir()`.
+      downloaded once into `checkpoint_io.cache_dir()`. 'pixels' has no
+      weights and takes 'random-init' only.
 
   Raises:
-    ValueError: 'imagenet' for a backbone whose weights do not ship with us.
+    ValueError: 'imagenet' for a backbone whose weights do not ship with us;
+      anything but 'random-init' for 'pixels'.
     FileNotFoundError: a path that does not exist.
   """
   _lookup('backbone', name, _BACKBONES)
   if weights == 'random-init':
     return None
+  if name == 'pixels':
+    raise ValueError(
+        f'config.extract.weights={weights!r}: the pixels backbone has no '
+        'weights; set config.extract.weights=random-init')
   if weights == 'imagenet':
     if name in efficientnet.VARIANTS:
       return efficientnet.packaged_weights(name)
@@ -166,7 +186,8 @@ def load_backbone_variables(name: str, module: nn.Module, weights: str, *,
   path = backbone_weights_path(name, weights)
   if path is None:
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    return jax.device_get(module.init(jax.random.key(seed), dummy))
+    # Jitted: eager init of a ResNet-18 took 14 s on 2 CPU cores.
+    return jax.device_get(jax.jit(module.init)(jax.random.key(seed), dummy))
   if name in efficientnet.VARIANTS:
     return efficientnet.load_weights(path, module)
   return resnet.load_torch_weights(path, module.stage_sizes, module.block_cls)

@@ -19,6 +19,7 @@ where `*` is a stride-1 'same' convolution and products of maps are
 elementwise. The initial state (h, c) is zeros.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -203,6 +204,10 @@ def convlstm_head(
 class ConvLSTMClassifier(nn.Module):
   """End to end from raw frames: stacked ConvLSTMs, global pool, MLP head.
 
+  Takes frames f32[b, t, h, w, c], or the 'pixels' backbone's features
+  f32[b, t, s*s*3] (see `pixels_to_frames`), so the feature pipeline feeds it
+  unchanged.
+
   Attributes:
     num_classes: k.
     filters: ConvLSTM widths; all but the last return sequences.
@@ -222,12 +227,15 @@ class ConvLSTMClassifier(nn.Module):
   def __call__(
       self, frames: jax.Array, mask: jax.Array, *, train: bool
   ) -> jax.Array:
-    """f32[b, t, h, w, c] frames, bool[b, t] -> logits f32[b, k].
+    """f32[b, t, h, w, c] or f32[b, t, s*s*3], bool[b, t] -> logits f32[b, k].
 
     Raises:
-      ValueError: if frames is not rank 5 or its (b, t) is not mask's shape.
+      ValueError: on a rank other than 3 or 5, (b, t) not mask's shape, or d
+        not s*s*3.
     """
-    check_maps(frames, mask, type(self).__name__)
+    check_maps(frames, mask, type(self).__name__, ranks=(3, 5))
+    if frames.ndim == 3:
+      frames = pixels_to_frames(frames, type(self).__name__)
     return convlstm_head(
         frames, mask, num_classes=self.num_classes, filters=self.filters,
         kernel_size=self.kernel_size, pool=self.pool, dropout=self.dropout,
@@ -250,6 +258,24 @@ def grid_to_maps(features: jax.Array, grid_size: int) -> jax.Array:
         f'grid_to_maps: feature width d={d} of features {(b, t, d)} must be '
         f'grid_size^2 * c with grid_size={g}')
   return features.reshape(b, t, g, g, d // (g * g))
+
+
+def pixels_to_frames(features: jax.Array, where: str) -> jax.Array:
+  """Unflattens 'pixels' features f32[b, t, s*s*3] to frames f32[b, t, s, s, 3].
+
+  The pixels backbone flattens a frame in (row, column, channel) order, as
+  'grid' pooling flattens its cells, so this is `grid_to_maps` with g = s.
+
+  Raises:
+    ValueError: if d is not s*s*3 for an integer s.
+  """
+  b, t, d = features.shape
+  s = math.isqrt(d // 3)
+  if s < 1 or s * s * 3 != d:
+    raise ValueError(
+        f'{where}: features {(b, t, d)} are not whole frames f32[b, t, s*s*3] '
+        f'(d={d}); extract them with config.extract.backbone=pixels')
+  return grid_to_maps(features, s)
 
 
 class ConvLSTMFeatureClassifier(nn.Module):

@@ -1,0 +1,51 @@
+r"""Trains every cell of a sweep, once per seed, and summarises the results.
+
+  python scripts/ablate.py --config configs/default.py --out runs/ablation \
+      --config.data.root=/data/UCF-101 \
+      --sweep data.num_frames=8,16,32 --sweep extract.backbone=resnet18,efficientnet_lite0 \
+      --sweep model.name=gru,meanpool --seeds 0,1,2
+
+Features are extracted once per extraction setting, at the longest swept
+data.num_frames, into <out>/features/; runs go to <out>/runs/<cell>/seed<k>/;
+tables and plots to <out>/ (results.csv, summary.csv, summary.md, accuracy.png,
+curves.png). Re-running skips finished runs and resumes interrupted ones.
+Then: python scripts/report.py --dir <out>
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from videojax import ablate, sharding  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Base experiment config.")
+_OUT = flags.DEFINE_string("out", None, "The ablation folder: features, runs, tables, plots.",
+                           required=True)
+_SWEEP = flags.DEFINE_multi_string(
+    "sweep", [], "KEY=V1,V2,... : a config key and its values, parsed to the key's type "
+    "(int, float, str, true/false, tuples in brackets: model.gru.hidden=(16,8),(32,16)). "
+    "Repeat the flag to cross several keys.")
+_SEEDS = flags.DEFINE_string("seeds", "0", "train.seed values, comma-separated; each cell "
+                             "trains once per seed.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
+    logging.set_verbosity(logging.WARNING)
+  sharding.split_cpu_into_devices()  # Before any JAX computation.
+  try:
+    out = ablate.run_ablation(_CONFIG.value, _OUT.value, _SWEEP.value, _SEEDS.value,
+                              echo=tqdm.write)
+  except ablate.SweepError as e:
+    raise app.UsageError(str(e)) from None
+  if out["files"]:
+    print("\n" + out["files"]["summary_md"].read_text())
+
+
+if __name__ == "__main__":
+  app.run(main)

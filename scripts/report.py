@@ -1,0 +1,35 @@
+r"""Writes a one-page report (report.md and a self-contained report.html) of a run or an ablation.
+
+  python scripts/report.py --dir runs/ucf_gru                  # a scripts/train.py workdir
+  python scripts/report.py --dir runs/ucf_gru --eval_dir runs/ucf_gru/eval_tta
+  python scripts/report.py --dir runs/ablation                 # a scripts/ablate.py --out
+
+A run's report: its config, the test metrics of results.json, training curves
+from metrics.jsonl, and the metrics and confusion matrix of a scripts/evaluate.py
+folder (--eval_dir, default <dir>/eval). An ablation's: the sweep, the summary
+table and the plots. Pieces not on disk are skipped with a line saying so.
+"""
+from absl import app, flags
+
+from videojax import report
+
+_DIR = flags.DEFINE_string("dir", None, "A run (train.py --workdir) or ablation (ablate.py "
+                           "--out) folder.", required=True)
+_EVAL_DIR = flags.DEFINE_string("eval_dir", None, "A run's scripts/evaluate.py --out folder "
+                                "(default <dir>/eval).")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where report.md and report.html go "
+                               "(default --dir).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    out = report.write_report(_DIR.value, eval_dir=_EVAL_DIR.value, out_dir=_OUT_DIR.value)
+  except FileNotFoundError as e:
+    raise app.UsageError(str(e)) from None
+  print(f"{out['kind']} report: {out['markdown']} and {out['html']}")
+
+
+if __name__ == "__main__":
+  app.run(main)

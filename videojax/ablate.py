@@ -1,0 +1,573 @@
+"""Ablations: every cell of a sweep over config keys, for several seeds, from one command.
+
+`run_ablation(config, out, sweeps, seeds)` crosses the swept values (sequence
+length x backbone x model, or any config key), extracts features once per
+distinct extraction setting, trains each cell once per seed with
+`train.train_and_evaluate`, and writes tables and plots. Layout of `out`:
+
+  features/<name>/           HDF5 shards, one folder per extraction setting
+  runs/<cell>/seed<k>/       a train.py workdir, plus run_config.json
+  ablation.json              the sweep: keys, values, seeds, features folders
+  results.csv                one row per run
+  summary.csv, summary.md    one row per cell: mean and sample std over seeds
+  accuracy.png, curves.png   test accuracy vs the first axis; val accuracy per epoch
+
+Sequence length: features are extracted once at the longest swept
+`data.num_frames` (`extract.num_frames` is set to it) and each shorter T is
+subsampled from them at training time (`features.subsample_frames`). Where
+`extract.num_frames` is swept too, each extraction keeps its own T and a cell
+whose data.num_frames exceeds it is refused.
+
+Every stage resumes: finished shards are skipped, a run with results.json is
+skipped and its results reused (after checking that its run_config.json is this
+config), an interrupted run resumes from its checkpoints. Processes of a
+multi-host job all train; process 0 writes the files (the folder must be on a
+filesystem every host sees, as for checkpoints).
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import math
+import pathlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from videojax import extract, models, plots, report, train
+from videojax.checkpoint import CheckpointMismatch
+from videojax.files import write_json_atomic, write_text_atomic
+
+# data.* keys that only change training; every other data.* key and every
+# extract.* key changes the features, so it gets its own features folder.
+TRAINING_DATA_KEYS = ("data.num_frames", "data.val_fraction", "data.num_parts")
+# Keys that cannot be swept: the ablation sets them itself.
+RESERVED_KEYS = {
+    "data.features_dir": "the ablation puts features under <out>/features/",
+    "train.seed": "give the seeds with --seeds",
+}
+# Keys that change how fast a run goes, not what it computes: a finished run
+# made with other values of these is still reused.
+# data.root may move; data.features_dir follows --out (its name holds the settings).
+RUNTIME_KEYS = ("extract.batch_size", "extract.num_workers", "extract.num_devices",
+                "train.num_devices", "eval.batch_size", "data.root", "data.features_dir")
+# Swept string keys whose accepted values are known up front.
+CHOICES = {"model.name": models.MODEL_NAMES, "extract.backbone": models.BACKBONE_NAMES}
+STD = "sample standard deviation (ddof=1) over seeds"
+RESULT_COLUMNS = ("seed", "test_accuracy", "test_loss", "best_val_accuracy", "epochs",
+                  "total_steps", "batch_size", "train_seconds", "seconds",
+                  "examples_per_second", "num_train", "run_dir")
+STAT_COLUMNS = ("test_accuracy", "best_val_accuracy", "train_seconds", "seconds",
+                "examples_per_second")
+
+
+class SweepError(ValueError):
+  """A --sweep or --seeds value that names no config key or does not parse."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+  """One swept key: `key` is a dotted config key, `values` parsed to its type."""
+  key: str
+  values: tuple
+
+
+@dataclasses.dataclass
+class Run:
+  """One cell x seed: its config (features_dir and seed set) and folders."""
+  cell: dict[str, Any]
+  cell_name: str
+  seed: int
+  config: ml_collections.ConfigDict
+  workdir: pathlib.Path
+  features_name: str
+
+  @property
+  def done(self) -> bool:
+    return (self.workdir / "results.json").exists()
+
+
+# Parsing --sweep.
+
+def _leaf(config: ml_collections.ConfigDict, key: str, flag: str) -> Any:
+  """The current value of dotted `key`; SweepError naming the keys accepted where it fails."""
+  node, parts = config, key.split(".")
+  for depth, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      where = ".".join(parts[:depth])
+      keys = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ""
+      raise SweepError(f"{flag}: unknown config key {key!r}; keys under "
+                       f"{where or 'the config'!r}: {keys}")
+    node = node[part]
+  if isinstance(node, ml_collections.ConfigDict):
+    raise SweepError(f"{flag}: {key!r} is a group of keys, not a value; sweep one of "
+                     f"{', '.join(f'{key}.{k}' for k in sorted(node.keys()))}")
+  return node
+
+
+def _split_values(text: str) -> list[str]:
+  """'8,16,(1,2)' -> ['8', '16', '(1,2)']: commas inside brackets stay."""
+  out, depth, start = [], 0, 0
+  for i, ch in enumerate(text):
+    if ch in "([":
+      depth += 1
+    elif ch in ")]":
+      depth -= 1
+    elif ch == "," and depth == 0:
+      out.append(text[start:i])
+      start = i + 1
+  out.append(text[start:])
+  return [v.strip() for v in out]
+
+
+def parse_value(current: Any, text: str, key: str, flag: str = "--sweep") -> Any:
+  """`text` parsed to the type of `current`, the config's value of `key`.
+
+  bool: true/false (also yes/no, 1/0); int; float (ints accepted); str as given;
+  tuple: a Python literal in brackets, e.g. (16, 8). A field that is None takes
+  a Python literal, or the text as a string.
+
+  Raises:
+    SweepError: naming `key`, the bad value and the accepted form.
+  """
+  def bad(form: str, example: str) -> SweepError:
+    return SweepError(f"{flag}: {text!r} is not a valid value of {key} ({form}; e.g. "
+                      f"--sweep {key}={example})")
+
+  if isinstance(current, bool):
+    low = text.lower()
+    if low in ("true", "yes", "1"):
+      return True
+    if low in ("false", "no", "0"):
+      return False
+    raise bad("true or false", "true,false")
+  if isinstance(current, int):
+    try:
+      return int(text)
+    except ValueError:
+      raise bad("an integer", "8,16,32") from None
+  if isinstance(current, float):
+    try:
+      return float(text)
+    except ValueError:
+      raise bad("a number", "0.001,0.0003") from None
+  if isinstance(current, str):
+    if not text:
+      raise bad("a non-empty string", "a,b")
+    return text
+  if isinstance(current, (tuple, list)):
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      raise bad("a tuple in brackets", "(16,8),(32,16)") from None
+    if not isinstance(value, (tuple, list)):
+      raise bad("a tuple in brackets", "(16,8),(32,16)")
+    numeric = all(isinstance(v, (int, float)) for v in current)
+    if current and numeric and not all(isinstance(v, (int, float)) for v in value):
+      raise bad("a tuple of numbers", "(16,8),(32,16)")
+    return tuple(value)
+  if current is None:
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      return text
+  raise SweepError(f"{flag}: config key {key} holds a {type(current).__name__}, which "
+                   "cannot be swept")
+
+
+def parse_sweep(config: ml_collections.ConfigDict, spec: str) -> Axis:
+  """'key=v1,v2,...' -> Axis, values parsed to the type of config's `key`.
+
+  Raises:
+    SweepError: no '=', an unknown or reserved key, a bad or repeated value, a
+      model.name / extract.backbone outside the registry, data.num_frames < 1.
+  """
+  flag = f"--sweep {spec}"
+  key, sep, text = spec.partition("=")
+  key = key.strip()
+  if not sep or not key or not text.strip():
+    raise SweepError(f"--sweep {spec!r}: expected KEY=VALUE[,VALUE...], e.g. "
+                     "--sweep data.num_frames=8,16,32")
+  if key in RESERVED_KEYS:
+    raise SweepError(f"{flag}: {key} cannot be swept: {RESERVED_KEYS[key]}")
+  current = _leaf(config, key, flag)
+  values = tuple(parse_value(current, v, key, flag) for v in _split_values(text))
+  if len(set(map(repr, values))) != len(values):
+    raise SweepError(f"{flag}: a value of {key} is given twice")
+  if key in CHOICES:
+    for v in values:
+      if v not in CHOICES[key]:
+        raise SweepError(f"{flag}: {key}={v!r}; accepted: {', '.join(CHOICES[key])}")
+  if key == "data.num_frames" and min(values) < 1:
+    raise SweepError(f"{flag}: swept data.num_frames must be >= 1 (0, all frames, means "
+                     "a different T per extraction; give the lengths)")
+  return Axis(key, values)
+
+
+def parse_seeds(text: str | Sequence[int | str]) -> tuple[int, ...]:
+  """'0,1,2' or [0, 1, 2] -> (0, 1, 2); SweepError naming --seeds otherwise."""
+  items = _split_values(text) if isinstance(text, str) else list(text)
+  try:
+    seeds = tuple(int(s) for s in items)
+  except ValueError:
+    raise SweepError(f"--seeds {text!r}: expected integers, e.g. --seeds 0,1,2") from None
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise SweepError(f"--seeds {text!r}: give one or more distinct integers, e.g. 0,1,2")
+  return seeds
+
+
+# Planning the runs.
+
+def format_value(value: Any) -> str:
+  """A swept value as it appears in folder names and tables: (16, 8) -> 16-8."""
+  if isinstance(value, bool):
+    return str(value).lower()
+  if isinstance(value, (tuple, list)):
+    return "-".join(format_value(v) for v in value)
+  return str(value)
+
+
+def cell_name(cell: Mapping[str, Any]) -> str:
+  """A folder name for a cell: 'data.num_frames=8,model.name=gru' ('base' when empty)."""
+  if not cell:
+    return "base"
+  name = ",".join(f"{k}={format_value(v)}" for k, v in cell.items())
+  name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)
+  if len(name) > 150:  # Folder names stop at 255 bytes.
+    name = name[:130] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+  return name
+
+
+def is_extraction_key(key: str) -> bool:
+  """Whether `key` changes the features (extract.*, data.* but the training ones)."""
+  return key.startswith("extract.") or (key.startswith("data.")
+                                        and key not in TRAINING_DATA_KEYS)
+
+
+def _set(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  *path, leaf = key.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  node[leaf] = value
+
+
+def plan_runs(config: ml_collections.ConfigDict, axes: Sequence[Axis], seeds: Sequence[int],
+              out: str | pathlib.Path) -> list[Run]:
+  """Every cell x seed, ordered seed-major so that a full seed comes early.
+
+  Sets in each run's config: the swept values, train.seed, data.features_dir
+  (<out>/features/<name>, one per extraction setting) and, where data.num_frames
+  is swept but extract.num_frames is not, extract.num_frames = the longest T.
+
+  Raises:
+    SweepError: a key swept twice, or a cell whose data.num_frames exceeds its
+      extract.num_frames.
+  """
+  out = pathlib.Path(out)
+  keys = [a.key for a in axes]
+  if len(set(keys)) != len(keys):
+    raise SweepError(f"--sweep: a key is swept twice: {', '.join(keys)}")
+  longest = None
+  if "data.num_frames" in keys and "extract.num_frames" not in keys:
+    longest = max(next(a for a in axes if a.key == "data.num_frames").values)
+  runs, names = [], {}
+  for values in itertools.product(*(a.values for a in axes)):
+    cell = dict(zip(keys, values))
+    c = copy.deepcopy(config)
+    for k, v in cell.items():
+      _set(c, k, v)
+    if longest is not None:
+      c.extract.num_frames = longest
+    if c.data.num_frames > c.extract.num_frames:
+      raise SweepError(
+          f"data.num_frames={c.data.num_frames} exceeds extract.num_frames="
+          f"{c.extract.num_frames} in cell {cell_name(cell)}: the features hold "
+          f"{c.extract.num_frames} frames; sweep data.num_frames up to it")
+    name = cell_name(cell)
+    if names.setdefault(name, cell) != cell:
+      raise SweepError(f"--sweep: cells {names[name]} and {cell} get the same folder name "
+                       f"{name!r}; give values that differ in letters or digits")
+    features = {k: v for k, v in cell.items() if is_extraction_key(k)}
+    features["extract.num_frames"] = c.extract.num_frames
+    features_name = cell_name(features)
+    c.data.features_dir = str(out / "features" / features_name)
+    runs.append((cell, name, c, features_name))
+  return [Run(cell=cell, cell_name=name, seed=seed, config=_with_seed(c, seed),
+              workdir=out / "runs" / name / f"seed{seed}", features_name=features_name)
+          for seed in seeds for cell, name, c, features_name in runs]
+
+
+def _with_seed(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  c = copy.deepcopy(config)
+  c.train.seed = seed
+  return c
+
+
+def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{dotted key: JSON value} of every leaf of `config` (tuples become lists)."""
+  out = {}
+
+  def walk(node, prefix):
+    for k in sorted(node.keys()):
+      v = node[k]
+      if isinstance(v, ml_collections.ConfigDict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
+  walk(config, "")
+  return out
+
+
+def check_finished_run(run: Run) -> None:
+  """Refuses to reuse a finished run made with another config.
+
+  Compares the run's run_config.json with this sweep's config of it, on the keys
+  both have, RUNTIME_KEYS aside.
+
+  Raises:
+    CheckpointMismatch: naming the keys that differ.
+  """
+  path = run.workdir / "run_config.json"
+  if not path.exists():
+    return  # Made by hand or by an older version: nothing to compare.
+  found = json.loads(path.read_text())
+  want = flat_config(run.config)
+  # Keys on one side only were added or removed by a code change since: not compared.
+  diffs = [k for k in sorted(set(found) & set(want))
+           if k not in RUNTIME_KEYS and found[k] != want[k]]
+  if diffs:
+    shown = "; ".join(f"{k}: this sweep {want.get(k)!r}, the run {found.get(k)!r}"
+                      for k in diffs[:5])
+    raise CheckpointMismatch(
+        f"{run.workdir} finished with another config ({shown}). Use a new --out, or the "
+        "config it was made with; to train it longer, delete its results.json and re-run "
+        "(it resumes from its checkpoints).")
+
+
+# Results.
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+  """The per-epoch lines of `workdir`/metrics.jsonl, one per step (a resumed run's last wins)."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  by_step = {}
+  for line in path.read_text().splitlines():
+    if line.strip():
+      record = json.loads(line)
+      by_step[record["step"]] = record
+  return [by_step[s] for s in sorted(by_step)]
+
+
+def result_row(run: Run, results: Mapping[str, Any], out: pathlib.Path) -> dict[str, Any]:
+  """One results.csv row: swept values, seed, test and best val accuracy, timing.
+
+  examples_per_second = total_steps * batch_size / train_seconds (train_seconds of
+  the session that finished the run: a resumed run overstates it).
+  """
+  metrics = read_metrics(run.workdir)
+  val = [m["val_accuracy"] for m in metrics if "val_accuracy" in m]
+  batch = run.config.train.batch_size
+  train_seconds = float(results.get("train_seconds", math.nan))
+  steps = int(results.get("total_steps", 0))
+  return {"cell": run.cell_name, **{k: format_value(v) for k, v in run.cell.items()},
+          "seed": run.seed, "test_accuracy": float(results["accuracy"]),
+          "test_loss": float(results.get("test_loss", math.nan)),
+          "best_val_accuracy": max(val) if val else math.nan,
+          "epochs": metrics[-1].get("epoch", math.nan) if metrics else math.nan,
+          "total_steps": steps, "batch_size": batch, "train_seconds": train_seconds,
+          "seconds": float(results.get("seconds", math.nan)),
+          "examples_per_second": steps * batch / train_seconds if train_seconds > 0 else math.nan,
+          "num_train": results.get("num_train", ""),
+          "run_dir": str(run.workdir.relative_to(out))}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """Mean and sample std (ddof=1) of the finite values; std NaN below two values."""
+  x = np.asarray([v for v in values if v is not None and not math.isnan(v)], np.float64)
+  if not len(x):
+    return math.nan, math.nan
+  return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+  """One row per cell (first-seen order): swept values, seeds, mean and std of STAT_COLUMNS."""
+  cells: dict[str, list[Mapping[str, Any]]] = {}
+  for r in rows:
+    cells.setdefault(r["cell"], []).append(r)
+  out = []
+  for name, group in cells.items():
+    row = {"cell": name, **{k: group[0][k] for k in keys}, "seeds": len(group)}
+    for col in STAT_COLUMNS:
+      row[f"{col}_mean"], row[f"{col}_std"] = mean_std([float(r[col]) for r in group])
+    out.append(row)
+  return out
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, columns, lineterminator="\n")
+  w.writeheader()
+  for r in rows:
+    w.writerow({c: "" if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c, "")
+                for c in columns})
+  return buf.getvalue()
+
+
+def summary_markdown(summary: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                     num_runs: int) -> str:
+  """summary.md: the per-cell table, best mean test accuracy in bold, and what ± means."""
+  header, body = report.summary_table(summary, keys)
+  seeds = sorted({r["seeds"] for r in summary})
+  std = (f"± is the {STD}." if max(seeds, default=1) > 1
+         else "One seed per cell: no spread shown.")
+  return (f"# Ablation summary\n\n{len(summary)} cells, {num_runs} runs. {std} Times are "
+          "per run (train: the training loop and validation; examples/s = steps x batch / "
+          f"train time).\n\n{report.markdown_table(header, body)}\n")
+
+
+def write_outputs(out: pathlib.Path, rows: list[dict], axes: Sequence[Axis],
+                  runs: Sequence[Run]) -> dict[str, pathlib.Path]:
+  """results.csv, summary.csv, summary.md, accuracy.png and curves.png under `out`."""
+  keys = [a.key for a in axes]
+  summary = summarize(rows, keys)
+  files = {
+      "results": write_text_atomic(out / "results.csv",
+                                   _csv_text(rows, ["cell", *keys, *RESULT_COLUMNS])),
+      "summary_csv": write_text_atomic(
+          out / "summary.csv",
+          _csv_text(summary, ["cell", *keys, "seeds",
+                              *(f"{c}_{s}" for c in STAT_COLUMNS for s in ("mean", "std"))])),
+      "summary_md": write_text_atomic(out / "summary.md",
+                                      summary_markdown(summary, keys, len(rows))),
+  }
+  files["accuracy_png"] = _accuracy_plot(out / "accuracy.png", summary, axes)
+  files["curves_png"] = _curves_plot(out / "curves.png", runs)
+  return files
+
+
+def _accuracy_plot(path: pathlib.Path, summary: Sequence[Mapping[str, Any]],
+                   axes: Sequence[Axis]) -> pathlib.Path:
+  """Test accuracy (mean ± std) against data.num_frames, else the first swept key."""
+  keys = [a.key for a in axes]
+  x_key = "data.num_frames" if "data.num_frames" in keys else (keys[0] if keys else None)
+  series: dict[str, tuple[list, list, list]] = {}
+  for r in summary:
+    label = ", ".join(f"{k}={r[k]}" for k in keys if k != x_key) or "all"
+    xs, ms, ss = series.setdefault(label, ([], [], []))
+    xs.append(int(r[x_key]) if x_key == "data.num_frames" else (r[x_key] if x_key else "base"))
+    ms.append(r["test_accuracy_mean"])
+    ss.append(r["test_accuracy_std"])
+  xlabel = "T = data.num_frames" if x_key == "data.num_frames" else (x_key or "")
+  return plots.errorbar_png(path, series, xlabel=xlabel, ylabel="test accuracy",
+                            title="Test accuracy, mean ± sample std over seeds")
+
+
+def _curves_plot(path: pathlib.Path, runs: Sequence[Run]) -> pathlib.Path:
+  """Validation accuracy per epoch of each cell, the mean over its seeds."""
+  per_cell: dict[str, dict[float, list[float]]] = {}
+  for run in runs:
+    epochs = per_cell.setdefault(run.cell_name, {})
+    for m in read_metrics(run.workdir):
+      if "val_accuracy" in m:
+        epochs.setdefault(round(float(m.get("epoch", m["step"])), 3), []).append(
+            m["val_accuracy"])
+  labels = {run.cell_name: ", ".join(f"{k}={format_value(v)}" for k, v in run.cell.items())
+            or "base" for run in runs}
+  curves = {labels[name]: (sorted(e), [float(np.mean(e[x])) for x in sorted(e)])
+            for name, e in per_cell.items() if e}
+  return plots.curves_png(path, {"val accuracy": curves}, xlabel="epoch",
+                          title="Validation accuracy per epoch, mean over seeds")
+
+
+def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
+                 sweeps: Sequence[str | Axis], seeds: Sequence[int] | str = (0,),
+                 echo: Callable[[str], Any] = print) -> dict[str, Any]:
+  """Extracts, trains and summarises every cell x seed of a sweep under `out`.
+
+  Args:
+    config: the base experiment config; data.root must name the dataset (unless
+      every features folder is already complete).
+    out: the ablation folder (layout: module docstring).
+    sweeps: 'key=v1,v2' strings (or Axis); their cross product makes the cells.
+    seeds: train.seed values; each cell trains once per seed.
+    echo: where messages go (train_and_evaluate's epoch lines included).
+
+  Returns:
+    {'rows': results.csv rows, 'summary': summary.csv rows, 'trained': run
+    folders trained now, 'skipped': run folders reused, 'extracted': features
+    folders extraction ran for, 'files': {name: path} written (process 0)}.
+
+  Raises:
+    SweepError: a bad sweep or seed.
+    CheckpointMismatch: a run folder (finished or not) of another config.
+    FeatureError, ValueError: from extraction and training.
+  """
+  out = pathlib.Path(out)
+  seeds = parse_seeds(seeds)
+  axes = [s if isinstance(s, Axis) else parse_sweep(config, s) for s in sweeps]
+  runs = plan_runs(config, axes, seeds, out)
+  writer = jax.process_index() == 0
+  for run in runs:
+    if run.done:
+      check_finished_run(run)
+  features = {}
+  for run in runs:
+    features.setdefault(run.features_name, run.config)
+  if writer:
+    write_json_atomic(out / "ablation.json", {
+        "sweep": {a.key: [format_value(v) for v in a.values] for a in axes},
+        "seeds": list(seeds), "std": STD, "num_runs": len(runs),
+        "features": {n: {"dir": str(out / "features" / n),
+                         "extract.num_frames": c.extract.num_frames}
+                     for n, c in features.items()}})
+
+  extracted = []
+  for name, c in features.items():
+    if all(r.done for r in runs if r.features_name == name):
+      continue
+    echo(f"Features {name}: extracting at T={c.extract.num_frames} into "
+         f"{c.data.features_dir}")
+    extract.extract_features(c, worker=jax.process_index(), num_workers=jax.process_count(),
+                             echo=echo)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"ablation features {name}")
+    extracted.append(name)
+
+  rows, trained, skipped = [], [], []
+  bar = tqdm(runs, desc="ablation", unit="run", disable=None)
+  for i, run in enumerate(bar):
+    bar.set_postfix_str(f"{run.cell_name} seed{run.seed}")
+    if run.done:
+      results = json.loads((run.workdir / "results.json").read_text())
+      skipped.append(run.workdir)
+    else:
+      if writer:
+        write_json_atomic(run.workdir / "run_config.json", flat_config(run.config))
+      echo(f"[{i + 1}/{len(runs)}] {run.cell_name} seed {run.seed}")
+      results = train.train_and_evaluate(run.config, str(run.workdir), echo=echo)
+      trained.append(run.workdir)
+    if writer:
+      rows.append(result_row(run, results, out))
+      write_text_atomic(out / "results.csv",
+                        _csv_text(rows, ["cell", *(a.key for a in axes), *RESULT_COLUMNS]))
+  bar.close()
+  files = write_outputs(out, rows, axes, runs) if writer else {}
+  if writer:
+    echo(f"{len(trained)} run(s) trained, {len(skipped)} reused; summary in "
+         f"{files['summary_md']}")
+  return {"rows": rows, "summary": summarize(rows, [a.key for a in axes]) if writer else [],
+          "trained": trained, "skipped": skipped, "extracted": extracted, "files": files}

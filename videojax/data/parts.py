@@ -1,0 +1,131 @@
+"""Each process's share of the feature shards in a multi-host run: data parts.
+
+The shards of a split are dealt into `num_parts` parts, shard j to part
+j % num_parts, and process p of P holds parts p * (num_parts / P) onwards.
+Each process reads only its own shards' features; the examples' ids and
+labels (cheap) are read from all shards, so that every process holds out the
+same validation groups and knows every part's size. A training step's global
+batch is the concatenation of `batch_size / num_parts` examples of every part
+(see `pipeline.train_batches`), so it depends on `num_parts` but not on which
+process holds which part: one process with num_parts = 2 sees exactly the
+batches of a 2-process run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from videojax.data import features as features_lib
+from videojax.data.features import FeatureError, FeatureSet
+
+SplitFn = Callable[[FeatureSet], tuple[FeatureSet, FeatureSet]]
+
+
+@dataclasses.dataclass
+class Parts:
+  """The splits of this process, as lists over its data parts.
+
+  Attributes:
+    train, val, test: this process's parts of each split.
+    part_ids: the global index of each of this process's parts.
+    sizes: split -> the size of every part of the run (all processes), i64[num_parts].
+    spec: the extraction spec of the features (after any subsampling).
+    class_names: k names.
+  """
+  train: list[FeatureSet]
+  val: list[FeatureSet]
+  test: list[FeatureSet]
+  part_ids: list[int]
+  sizes: dict[str, np.ndarray]
+  spec: dict
+  class_names: list[str]
+
+  @property
+  def num_parts(self) -> int:
+    return len(self.sizes["train"])
+
+  @property
+  def num_frames(self) -> int:
+    return self.train[0].num_frames
+
+  @property
+  def feature_dim(self) -> int:
+    return self.train[0].feature_dim
+
+
+def parts_of_process(num_parts: int, process_index: int, process_count: int) -> list[int]:
+  """The parts process `process_index` holds; ValueError unless P divides num_parts."""
+  if num_parts < 1 or num_parts % process_count:
+    raise ValueError(f"config.data.num_parts={num_parts} must be a positive multiple of the "
+                     f"{process_count} processes (0 means one part per process)")
+  per = num_parts // process_count
+  return list(range(process_index * per, (process_index + 1) * per))
+
+
+def _load_part(features_dir: str | os.PathLike, split: str, part: int, num_parts: int,
+               spec: dict) -> FeatureSet | None:
+  """The examples of the shards j of `split` with j % num_parts == part; None if none."""
+  count = len(features_lib.shard_paths(features_dir, split))
+  shards = list(range(part, count, num_parts))
+  if not shards:
+    return None
+  return features_lib.load_split(features_dir, split, expect_spec=spec, shard_indices=shards)
+
+
+def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index: int,
+               process_count: int, split_validation: SplitFn,
+               num_frames: int = 0) -> Parts:
+  """Reads this process's parts of the train, validation and test splits.
+
+  Args:
+    features_dir: the shards of 'train' and 'test'.
+    num_parts: how many parts the shards are dealt into (a multiple of process_count).
+    process_index, process_count: this process and how many there are.
+    split_validation: (the whole train split without features) -> (rest, held
+      out); must depend on ids and labels only, so every process agrees.
+    num_frames: if > 0, subsample every clip to this many positions
+      (`features.subsample_frames`).
+
+  Raises:
+    FeatureError: missing or inconsistent shards, train and test with other
+      class lists, or a part with no training example (more parts than shards).
+    ValueError: num_parts not a multiple of process_count, num_frames out of range.
+  """
+  mine = parts_of_process(num_parts, process_index, process_count)
+  train_index, train_shard = features_lib.read_index(features_dir, "train")
+  test_index, test_shard = features_lib.read_index(features_dir, "test")
+  if test_index.class_names != train_index.class_names:
+    raise FeatureError(f"{features_dir}: train and test shards have different class lists")
+  rest, held = split_validation(train_index)
+  keep = {"train": set(rest.video_ids), "val": set(held.video_ids)}
+  position = {v: i for i, v in enumerate(train_index.video_ids)}
+  sizes = {
+      "train": np.bincount([train_shard[position[v]] % num_parts for v in rest.video_ids],
+                           minlength=num_parts),
+      "val": np.bincount([train_shard[position[v]] % num_parts for v in held.video_ids],
+                         minlength=num_parts),
+      "test": np.bincount(test_shard % num_parts, minlength=num_parts)}
+  empty = np.flatnonzero(sizes["train"] == 0)
+  if empty.size:
+    raise FeatureError(
+        f"{features_dir}: data part {empty[0]} of {num_parts} has no training example (the "
+        f"train split has {train_shard.max() + 1} shard(s)); use fewer parts or extract with "
+        "a smaller extract.shard_size")
+  spec = train_index.spec
+  out: dict[str, list[FeatureSet]] = {"train": [], "val": [], "test": []}
+  for q in mine:
+    train_all = _load_part(features_dir, "train", q, num_parts, spec)
+    out["train"].append(train_all.take([i for i, v in enumerate(train_all.video_ids)
+                                        if v in keep["train"]]))
+    out["val"].append(train_all.take([i for i, v in enumerate(train_all.video_ids)
+                                      if v in keep["val"]]))
+    test = _load_part(features_dir, "test", q, num_parts, spec)
+    out["test"].append(test if test is not None else train_all.take([]))
+  if num_frames:
+    out = {k: [features_lib.subsample_frames(fs, num_frames) for fs in v]
+           for k, v in out.items()}
+  return Parts(train=out["train"], val=out["val"], test=out["test"], part_ids=mine,
+               sizes=sizes, spec=out["train"][0].spec, class_names=train_index.class_names)
