@@ -43,7 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.extract.pooling = "avg"         # avg: f32[d] per frame | grid: grid_size^2 cells, keeps position
   c.extract.grid_size = 2
   c.extract.num_frames = 20         # T: frames sampled uniformly over each whole clip
-  c.extract.image_size = 224        # centre crop, resized to image_size^2
+  c.extract.image_size = 224        # square crop, resized to image_size^2
+  # Which square: center | start / end (left/top, right/bottom of the long side) | full
+  # (the whole frame squeezed). Features of other crops give spatial test-time views:
+  # scripts/evaluate.py --features_dir.
+  c.extract.crop = "center"
   # Temporal views averaged per position, e.g. (1.0, 0.85, 1.15): scale s samples a
   # window s times the clip, centred (see video.sample_indices_at_scale).
   c.extract.temporal_scales = (1.0,)

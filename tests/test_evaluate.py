@@ -245,11 +245,18 @@ def test_mismatched_ensembles_are_refused(runs, tmp_path):
 
 
 def test_features_dir_override_must_be_made_the_same_way(runs, single, tmp_path):
-  crop = _write_features(tmp_path / "crop", noise_seed=1, source="another crop")
+  crop = _write_features(tmp_path / "crop", noise_seed=1, crop="start")  # extract.crop=start
   report = evaluate_lib.evaluate(runs["meanpool"], tmp_path / "crop_eval", features_dirs=crop,
                                  **QUIET)
   assert report["runs"][0]["features_dir"] == str(crop.absolute())
   assert not np.allclose(_probs(tmp_path / "crop_eval")["probs"], _probs(single[0])["probs"])
+  # Spatial test-time views: the run on its own (centre) features and on the start crop.
+  evaluate_lib.evaluate([runs["meanpool"]] * 2, tmp_path / "crops_eval", **QUIET,
+                        features_dirs=[runs["features"], crop])
+  np.testing.assert_allclose(
+      _probs(tmp_path / "crops_eval")["probs"],
+      (_probs(tmp_path / "crop_eval")["probs"].astype(np.float64)
+       + _probs(single[0])["probs"]) / 2, rtol=1e-6, atol=1e-7)
   for name, kwargs, message in [
       ("narrow", {"dim": 8}, "feature_dim 8, run .* reads 12"),
       ("resnet", {"backbone": "resnet18"}, "made another way .*backbone: run 'imported', "

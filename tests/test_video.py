@@ -323,3 +323,18 @@ def test_views_decode_each_frame_once_and_agree_with_read_video(tmp_path):
     np.testing.assert_array_equal(frame_of[v] >= 0, ok)
     # Frame i of the ramp is grey level 6 i.
     np.testing.assert_allclose(_levels(frames[frame_of[v][ok]]), 6 * idx[ok], atol=_JPEG_TOL)
+
+
+def test_crops_keep_the_named_square_of_a_landscape_frame():
+  from videojax.data.video import CROPS, _to_square_rgb
+  frame = np.zeros((4, 12, 3), np.uint8)  # BGR thirds: blue, green, red from left to right
+  frame[:, :4, 0], frame[:, 4:8, 1], frame[:, 8:, 2] = 200, 200, 200
+  rgb = {crop: _to_square_rgb(frame, 4, crop) for crop in CROPS}
+  np.testing.assert_array_equal(rgb["start"][..., 2], 200)  # blue (RGB channel 2) only
+  np.testing.assert_array_equal(rgb["center"][..., 1], 200)
+  np.testing.assert_array_equal(rgb["end"][..., 0], 200)
+  assert rgb["start"][..., :2].max() == rgb["end"][..., 1:].max() == 0
+  # full squeezes all three thirds into the square.
+  assert all(rgb["full"][..., c].max() == 200 for c in range(3))
+  with pytest.raises(ValueError, match="crop='top'; accepted: center, start, end, full"):
+    video.read_video_views(__file__, 4, 4, (1.0,), crop="top")

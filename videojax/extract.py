@@ -47,6 +47,8 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
           **datasets.split_spec(config.data)}
   if e.pooling == "grid":
     spec["grid_size"] = e.grid_size
+  if e.get("crop", "center") != "center":  # Absent for the default: older hashes hold.
+    spec["crop"] = e.crop
   if tuple(e.temporal_scales) != (1.0,):
     spec["temporal_scales"] = [float(v) for v in e.temporal_scales]
   path = models.backbone_weights_path(e.backbone, e.weights)
@@ -177,7 +179,8 @@ class FramePacker:
 def read_views(path: str | os.PathLike, spec: dict[str, Any]):
   """`video.read_video_views` of a file with an extraction spec's frames, size and scales."""
   return video.read_video_views(path, spec["num_frames"], spec["image_size"],
-                                tuple(spec.get("temporal_scales", (1.0,))))
+                                tuple(spec.get("temporal_scales", (1.0,))),
+                                spec.get("crop", "center"))
 
 
 def read_example_views(example: ucf101.Example, spec: dict[str, Any]):
@@ -185,7 +188,8 @@ def read_example_views(example: ucf101.Example, spec: dict[str, Any]):
   if example.frames is None:
     return read_views(example.path, spec)
   return video.read_encoded_views(example.frames(), spec["num_frames"], spec["image_size"],
-                                  tuple(spec.get("temporal_scales", (1.0,))), example.video_id)
+                                  tuple(spec.get("temporal_scales", (1.0,))), example.video_id,
+                                  spec.get("crop", "center"))
 
 
 def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, embed,
@@ -252,6 +256,9 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   # Also refuses what a backbone cannot do (grid pooling of pixels) before anything is written.
   feature_dim = models.backbone_feature_dim(config.extract.backbone, config.extract.pooling,
                                             config.extract.grid_size, config.extract.image_size)
+  if config.extract.get("crop", "center") not in video.CROPS:
+    raise ValueError(f"config.extract.crop={config.extract.crop!r}; accepted: "
+                     f"{', '.join(video.CROPS)}")
   scales = tuple(config.extract.temporal_scales)
   if not scales or not all(isinstance(v, (int, float)) and v > 0 for v in scales):
     raise ValueError(f"config.extract.temporal_scales={scales!r}: give one or more "

@@ -94,22 +94,30 @@ def sample_indices_at_scale(num_available: int, num_frames: int,
   return np.clip(np.floor(time), 0, max(n - 1, 0)).astype(np.int32), valid
 
 
-def _to_square_rgb(frame: np.ndarray, image_size: int) -> np.ndarray:
-  """Centre-crops a decoded frame to a square and resizes it.
+# Which square of a frame is kept: the centre one, the one at the start (left or
+# top) or end (right or bottom) of the long side, or the whole frame squeezed.
+CROPS = ("center", "start", "end", "full")
+
+
+def _to_square_rgb(frame: np.ndarray, image_size: int, crop: str = "center") -> np.ndarray:
+  """Crops a decoded frame to a square (see CROPS) and resizes it.
 
   Args:
     frame: u8[h, w, 3] BGR (or u8[h, w] grey, u8[h, w, 4] BGRA) as OpenCV
       decodes it.
     image_size: side of the output.
+    crop: one of CROPS.
 
   Returns:
     u8[image_size, image_size, 3] RGB.
   """
   h, w = frame.shape[:2]
   side = min(h, w)
-  top, left = (h - side) // 2, (w - side) // 2
-  frame = frame[top:top + side, left:left + side]
-  if side != image_size:
+  if crop != "full":
+    share = {"center": 0.5, "start": 0.0, "end": 1.0}[crop]
+    top, left = int((h - side) * share), int((w - side) * share)
+    frame = frame[top:top + side, left:left + side]
+  if frame.shape[:2] != (image_size, image_size):
     # INTER_AREA averages the pixels a shrink drops; it aliases less.
     interpolation = cv2.INTER_AREA if side > image_size else cv2.INTER_LINEAR
     frame = cv2.resize(frame, (image_size, image_size), interpolation=interpolation)
@@ -144,7 +152,7 @@ def _reported_count(capture: cv2.VideoCapture) -> int:
 
 
 def _decode_pass(path: pathlib.Path, capture: cv2.VideoCapture, wanted: np.ndarray,
-                 image_size: int) -> tuple[dict[int, np.ndarray], int]:
+                 image_size: int, crop: str = "center") -> tuple[dict[int, np.ndarray], int]:
   """Reads a stream to its end, converting only the wanted frames.
 
   Args:
@@ -167,7 +175,7 @@ def _decode_pass(path: pathlib.Path, capture: cv2.VideoCapture, wanted: np.ndarr
         ok, frame = capture.retrieve()
         if not ok or frame is None:
           raise VideoError(f"{path}: frame {count} was read but could not be decoded")
-        kept[count] = _to_square_rgb(frame, image_size)
+        kept[count] = _to_square_rgb(frame, image_size, crop)
       count += 1
       if count > _MAX_FRAMES:
         raise VideoError(f"{path}: more than {_MAX_FRAMES} frames; "
@@ -207,10 +215,12 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
 
 
 def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: int,
-                     scales: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+                     scales: tuple[float, ...], crop: str = "center",
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
   """Decodes the frames of several temporal views of a file, each frame once.
 
-  View v samples `sample_indices_at_scale(n, num_frames, scales[v])`.
+  View v samples `sample_indices_at_scale(n, num_frames, scales[v])`; every
+  frame is cropped to the square `crop` (see CROPS) and resized.
 
   Returns:
     (frames, frame_of, length): the distinct sampled frames u8[k, s, s, 3] in
@@ -225,6 +235,8 @@ def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: 
     raise ValueError(f"num_frames must be >= 1, got {num_frames}")
   if image_size < 1:
     raise ValueError(f"image_size must be >= 1, got {image_size}")
+  if crop not in CROPS:
+    raise ValueError(f"crop={crop!r}; accepted: {', '.join(CROPS)}")
   path = pathlib.Path(path)
   if not path.is_file():
     reason = "is a directory, not a video file" if path.is_dir() else "no such file"
@@ -237,7 +249,7 @@ def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: 
       capture = _open(path)
     # With no hint nothing is kept: the pass only counts the frames.
     views, wanted = _views(count_hint, num_frames, scales)
-    kept, count = _decode_pass(path, capture, wanted, image_size)
+    kept, count = _decode_pass(path, capture, wanted, image_size, crop)
     if count == 0:
       raise VideoError(f"{path}: no decodable frames (reported frame count "
                        f"{count_hint or 'unknown'})")
@@ -267,7 +279,8 @@ def _assemble(kept: dict[int, np.ndarray], wanted: np.ndarray,
 
 
 def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: int,
-                       scales: tuple[float, ...], name: str) -> tuple[np.ndarray, np.ndarray, int]:
+                       scales: tuple[float, ...], name: str, crop: str = "center",
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
   """`read_video_views` of a clip stored as one encoded image per frame.
 
   For frames that a dataset keeps as images (tensorflow-datasets stores a
@@ -277,7 +290,7 @@ def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: in
 
   Args:
     encoded: bytes[n], the frames in time order, each a JPEG/PNG/... image.
-    num_frames, image_size, scales: as `read_video_views`.
+    num_frames, image_size, scales, crop: as `read_video_views`.
     name: the clip, for error messages.
 
   Returns:
@@ -301,5 +314,5 @@ def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: in
     frame = cv2.imdecode(np.frombuffer(encoded[i], np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
       raise VideoError(f"{name}: frame {i} of {len(encoded)} is not a decodable image")
-    kept[i] = _to_square_rgb(frame, image_size)
+    kept[i] = _to_square_rgb(frame, image_size, crop)
   return _assemble(kept, wanted, views)
