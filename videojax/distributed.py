@@ -43,7 +43,10 @@ def _env_int(name: str) -> int | None:
 
 
 def _slurm_tasks() -> int:
-  return _env_int("SLURM_NTASKS") or 1 if "SLURM_JOB_ID" in os.environ else 1
+  """Tasks of the SLURM job this process runs in (1 outside SLURM)."""
+  if "SLURM_JOB_ID" not in os.environ:
+    return 1
+  return _env_int("SLURM_NTASKS") or 1
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,

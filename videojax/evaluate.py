@@ -11,22 +11,19 @@ probabilities are aligned by video_id.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
-from videojax import evaluation, models, plots
+from videojax import evaluation, plots
 from videojax import tta as tta_lib
-from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
 from videojax.files import write_json_atomic
-from videojax.normalization import standardize
+from videojax.runs import Run, load_run  # noqa: F401 (load_run is part of this API)
 
 # Spec keys that fix what each feature dimension means: a features dir given to
 # a run in place of its own must agree on them (it may differ in crop, image size...).
@@ -35,57 +32,6 @@ SAME_FEATURE_KEYS = ("backbone", "weights", "weights_sha256", "pooling", "grid_s
 
 class EnsembleMismatch(ValueError):
   """Runs that cannot be averaged: other classes or other clips."""
-
-
-@dataclasses.dataclass
-class Run:
-  """The best checkpoint of a run directory, ready to apply.
-
-  Attributes:
-    workdir: the run directory (scripts/train.py --workdir).
-    step: the checkpoint step (best validation accuracy, else the latest).
-    meta: what the run was trained on (videojax.train.run_meta).
-    apply: jitted (features f16[b, t, d], mask bool[b, t]) -> probabilities f32[b, k].
-  """
-  workdir: pathlib.Path
-  step: int
-  meta: dict
-  apply: Any
-
-  @property
-  def class_names(self) -> list[str]:
-    return list(self.meta["class_names"])
-
-
-def load_run(workdir: str | os.PathLike) -> Run:
-  """The best checkpoint of `workdir`, with its model jitted.
-
-  Raises:
-    FileNotFoundError: `workdir` has no checkpoint.
-  """
-  workdir = pathlib.Path(workdir)
-  if not (workdir / "checkpoints").is_dir():
-    raise FileNotFoundError(f"--workdir {workdir}: no checkpoints/ directory; train first "
-                            "(scripts/train.py --workdir ...)")
-  ckpts = Checkpoints(workdir / "checkpoints")
-  try:
-    step = ckpts.best_step()
-    if step is None:
-      raise FileNotFoundError(f"--workdir {workdir}: no checkpoint in {ckpts.directory}")
-    meta = ckpts.read_meta(step)
-    state = ckpts.restore_raw(step)
-  finally:
-    ckpts.close()
-  model = models.create_model(meta["model"], len(meta["class_names"]), **meta["model_kwargs"])
-  params, mean, std = state["params"], state["feature_mean"], state["feature_std"]
-
-  @jax.jit
-  def apply(features, mask):
-    logits = model.apply({"params": params}, standardize(features, mask, mean, std), mask,
-                         train=False)
-    return jax.nn.softmax(logits)
-
-  return Run(workdir=workdir, step=int(step), meta=meta, apply=apply)
 
 
 def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> None:

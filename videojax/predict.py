@@ -3,34 +3,28 @@ from __future__ import annotations
 
 import pathlib
 
-import jax
 import numpy as np
 
 from videojax import models, sharding
-from videojax.checkpoint import Checkpoints
 from videojax.data import features as features_lib
 from videojax.extract import (BACKBONE_FILE, FramePacker, load_or_init_backbone,
                               make_embed_fn, read_views)
-from videojax.normalization import standardize
+from videojax.runs import load_run
 
 
 class Predictor:
   """Embeds a clip with the run's backbone and classifies it with its best checkpoint.
 
   Raises (at construction):
-    FileNotFoundError: no checkpoint in `workdir`, or the backbone file of the
-      features the run was trained on is gone.
+    FileNotFoundError: no checkpoint in `workdir` (`runs.load_run`), or the
+      backbone file of the features the run was trained on is gone.
     ValueError: the run was trained on imported features (no backbone).
   """
 
   def __init__(self, workdir: str | pathlib.Path):
-    ckpts = Checkpoints(pathlib.Path(workdir) / "checkpoints")
-    step = ckpts.best_step()
-    if step is None:
-      raise FileNotFoundError(f"{ckpts.directory}: no checkpoint; train first "
-                              "(scripts/train.py --workdir ...)")
-    self.meta = meta = ckpts.read_meta(step)
-    self.class_names: list[str] = meta["class_names"]
+    run = load_run(workdir)
+    self.meta = meta = run.meta
+    self.class_names: list[str] = run.class_names
     self.spec = meta["feature_spec"]
     features_dir = pathlib.Path(meta["features_dir"])
     if self.spec.get("backbone") == "imported":
@@ -47,14 +41,7 @@ class Predictor:
                                             self.spec["image_size"])
     self._embed = make_embed_fn(self.spec["backbone"], module, variables,
                                 sharding.make_mesh(1, local=True))
-    self.model = models.create_model(meta["model"], len(self.class_names),
-                                     **meta["model_kwargs"])
-    state = ckpts.restore_raw(step)
-    self.params = state["params"]
-    self._mean, self._std = state["feature_mean"], state["feature_std"]
-    ckpts.close()
-    self._apply = jax.jit(lambda p, f, m: jax.nn.softmax(self.model.apply(
-        {"params": p}, standardize(f, m, self._mean, self._std), m, train=False)))
+    self._apply = run.apply
 
   def probabilities(self, path: str | pathlib.Path) -> np.ndarray:
     """f32[k] class probabilities of one video file; VideoError if it can't be read."""
@@ -69,7 +56,7 @@ class Predictor:
     if not np.isfinite(feats[:length]).all():
       raise features_lib.FeatureError(f"{path}: backbone features are NaN/inf")
     mask = np.arange(t) < length
-    return np.asarray(self._apply(self.params, feats[None], mask[None]))[0]
+    return np.asarray(self._apply(feats[None], mask[None]))[0]
 
   def top_k(self, path: str | pathlib.Path, k: int = 5) -> list[tuple[str, float]]:
     probs = self.probabilities(path)

@@ -157,16 +157,7 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
 
 
 class Steps:
-  """The jitted steps of one run, with explicit shardings over `mesh`.
-
-  `Steps.cached` returns one instance per (mesh, classes, smoothing), so runs of
-  the same model in one process (seeds of an ablation) reuse the compiled steps.
-  """
-
-  @classmethod
-  @functools.lru_cache(maxsize=16)
-  def cached(cls, mesh, num_classes: int, label_smoothing: float = 0.0) -> "Steps":
-    return cls(mesh, num_classes, label_smoothing)
+  """The jitted steps of one run, with explicit shardings over `mesh`."""
 
   def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
@@ -219,6 +210,11 @@ def split_validation(fs: features_lib.FeatureSet, fraction: float,
           fs.take([index[e.video_id] for e in held]))
 
 
+def num_parts(config: ml_collections.ConfigDict) -> int:
+  """config.data.num_parts, where 0 means one data part per process."""
+  return config.data.get("num_parts", 0) or jax.process_count()
+
+
 def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | parts_lib.Parts,
              ) -> dict:
   """What a checkpoint belongs to; compared on resume and read by predict."""
@@ -232,7 +228,7 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | pa
       "learning_rate": config.train.learning_rate,
       "normalize_features": config.train.normalize_features,
       "label_smoothing": config.train.get("label_smoothing", 0.0),
-      "num_parts": config.data.get("num_parts", 0) or jax.process_count(),
+      "num_parts": num_parts(config),
   }
 
 
@@ -262,9 +258,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   smoothing = config.train.get("label_smoothing", 0.0)
   if not 0 <= smoothing < 1:
     raise ValueError(f"config.train.label_smoothing={smoothing} must lie in [0, 1)")
-  num_parts = config.data.get("num_parts", 0) or jax.process_count()
   data = parts_lib.load_parts(
-      config.data.features_dir, num_parts=num_parts, process_index=jax.process_index(),
+      config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
       process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
                                          seed=config.train.seed))
@@ -274,13 +269,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = sharding.make_mesh(config.train.num_devices)
   for key in ("train", "eval"):
     sharding.check_batch_size(config[key].batch_size, mesh, f"config.{key}.batch_size")
-    if config[key].batch_size % num_parts:
+    if config[key].batch_size % data.num_parts:
       raise ValueError(f"config.{key}.batch_size={config[key].batch_size} must be a multiple "
-                       f"of the {num_parts} data parts (config.data.num_parts, 0: one per "
+                       f"of the {data.num_parts} data parts (config.data.num_parts, 0: one per "
                        "process)")
-  steps = Steps.cached(mesh, num_classes, float(smoothing))
+  steps = Steps(mesh, num_classes, smoothing)
   repl = sharding.replicated(mesh)
-  stats = ((feature_statistics(features_lib.concat(data.train)))
+  stats = (feature_statistics(features_lib.concat(data.train))
            if config.train.normalize_features else (None, None))
   state = sharding.replicate(
       create_train_state(config, num_classes, data.num_frames, data.feature_dim, *stats), mesh)
@@ -295,13 +290,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = ckpts.restore(start_step, state)
     echo(f"Resumed from {ckpts.directory}/{start_step}")
 
-  per_part = config.train.batch_size // num_parts
+  per_part = config.train.batch_size // data.num_parts
   sizes = data.sizes["train"]
   if sizes.max() > 1.1 * sizes.min():
-    echo(f"Warning: the {num_parts} data parts hold {sizes.min()} to {sizes.max()} training "
-         "examples; an epoch is as long as the smallest allows. Extract with an "
-         f"extract.shard_size that gives the train split a multiple of {num_parts} shards.")
-  spe = pipeline.steps_per_epoch(int(min(data.sizes["train"])), per_part)
+    echo(f"Warning: the {data.num_parts} data parts hold {sizes.min()} to {sizes.max()} "
+         "training examples; an epoch is as long as the smallest allows. Extract with an "
+         f"extract.shard_size that gives the train split a multiple of {data.num_parts} shards.")
+  spe = pipeline.steps_per_epoch(int(sizes.min()), per_part)
   total_steps = config.train.num_epochs * spe
   every = config.train.get("checkpoint_every_steps", 0)
   writer = MetricWriter(workdir, echo=echo)
@@ -343,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  model=config.model.name, seconds=time.time() - start_time,
                  train_seconds=train_seconds, num_devices=int(mesh.devices.size),
                  num_train=int(sum(data.sizes["train"])), num_val=int(sum(data.sizes["val"])),
-                 num_processes=jax.process_count(), num_parts=num_parts,
+                 num_processes=jax.process_count(), num_parts=data.num_parts,
                  checkpoint=str(ckpts.directory / str(best)))
   if jax.process_index() == 0:
     write_json_atomic(workdir / "results.json", results)

@@ -52,13 +52,6 @@ def _subset(subset: str) -> str:
   return subset
 
 
-def _decode(path: pathlib.Path) -> str:
-  try:
-    return path.read_bytes().decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    raise ValueError(f"{path}: not a UTF-8 text file ({e})") from e
-
-
 # ---------------------------------------------------------------------------- ucf101
 
 def _ucf_class_names(c) -> list[str]:
@@ -238,7 +231,7 @@ def _csv_rows(c, subset: str) -> tuple[pathlib.Path, list[tuple[int, str, str]]]
   if len(columns) != 2:
     raise ValueError(f"config.data.csv_columns={columns!r}: give the header names of the "
                      "path and the label columns, e.g. ('video_name', 'tag')")
-  reader = csv.reader(_decode(path).splitlines())
+  reader = csv.reader(ucf101.read_text(path).splitlines())
   rows = []
   where = [0, 1]  # cells of path and label; header-less files hold exactly these two
   header_seen = False

@@ -332,18 +332,17 @@ def read_index(features_dir: str | os.PathLike, split: str) -> tuple[FeatureSet,
   """
   ids, lengths, labels, shard = [], [], [], []
   paths = shard_paths(features_dir, split)
+  attrs = [read_shard_attrs(p) for p in paths]  # Also the format check of every shard.
   for j, p in enumerate(paths):
-    read_shard_attrs(p)  # format check
     with h5py.File(p, "r") as f:
       ids += [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][...]]
       lengths.append(f["lengths"][...])
       labels.append(f["labels"][...])
     shard += [j] * len(labels[-1])
-  attrs = read_shard_attrs(paths[0])
   index = FeatureSet(features=np.zeros((len(ids), 0, 0), np.float16),
                      lengths=np.concatenate(lengths).astype(np.int32),
                      labels=np.concatenate(labels).astype(np.int32), video_ids=ids,
-                     class_names=attrs["class_names"], spec=attrs["spec"], failed=[])
+                     class_names=attrs[0]["class_names"], spec=attrs[0]["spec"], failed=[])
   return index, np.asarray(shard, np.int32)
 
 

@@ -99,15 +99,13 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
   test_index, test_shard = features_lib.read_index(features_dir, "test")
   if test_index.class_names != train_index.class_names:
     raise FeatureError(f"{features_dir}: train and test shards have different class lists")
-  rest, held = split_validation(train_index)
-  keep = {"train": set(rest.video_ids), "val": set(held.video_ids)}
-  position = {v: i for i, v in enumerate(train_index.video_ids)}
-  sizes = {
-      "train": np.bincount([train_shard[position[v]] % num_parts for v in rest.video_ids],
-                           minlength=num_parts),
-      "val": np.bincount([train_shard[position[v]] % num_parts for v in held.video_ids],
-                         minlength=num_parts),
-      "test": np.bincount(test_shard % num_parts, minlength=num_parts)}
+  _, held = split_validation(train_index)
+  held_ids = set(held.video_ids)
+  is_val = np.array([v in held_ids for v in train_index.video_ids], bool)
+  part = train_shard % num_parts
+  sizes = {"train": np.bincount(part[~is_val], minlength=num_parts),
+           "val": np.bincount(part[is_val], minlength=num_parts),
+           "test": np.bincount(test_shard % num_parts, minlength=num_parts)}
   empty = np.flatnonzero(sizes["train"] == 0)
   if empty.size:
     raise FeatureError(
@@ -118,10 +116,9 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
   out: dict[str, list[FeatureSet]] = {"train": [], "val": [], "test": []}
   for q in mine:
     train_all = _load_part(features_dir, "train", q, num_parts, spec)
-    out["train"].append(train_all.take([i for i, v in enumerate(train_all.video_ids)
-                                        if v in keep["train"]]))
-    out["val"].append(train_all.take([i for i, v in enumerate(train_all.video_ids)
-                                      if v in keep["val"]]))
+    val_rows = np.array([v in held_ids for v in train_all.video_ids], bool)
+    out["train"].append(train_all.take(np.flatnonzero(~val_rows)))
+    out["val"].append(train_all.take(np.flatnonzero(val_rows)))
     test = _load_part(features_dir, "test", q, num_parts, spec)
     out["test"].append(test if test is not None else train_all.take([]))
   if num_frames:

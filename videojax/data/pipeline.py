@@ -134,5 +134,7 @@ def eval_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int,
       yield _concat([_gather(p, np.where(idx < len(p), idx, 0), idx < len(p)) for p in parts])
 
   return _as_tf_dataset(parts[0], batch_size * len(parts), generate).as_numpy_iterator()
+
+
 def num_eval_batches(num_examples: int, batch_size: int) -> int:
   return -(-num_examples // batch_size)

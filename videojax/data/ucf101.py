@@ -51,6 +51,14 @@ class Example:
       default=None, compare=False, repr=False)
 
 
+def read_text(path: pathlib.Path) -> str:
+  """The text of a UTF-8 file, without a byte-order mark; ValueError naming it if not UTF-8."""
+  try:
+    return path.read_bytes().decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not a UTF-8 text file ({e})") from e
+
+
 def read_lines(path: pathlib.Path) -> list[tuple[int, str]]:
   """(1-based line number, stripped text) of the non-blank lines of a UTF-8 file.
 
@@ -59,11 +67,8 @@ def read_lines(path: pathlib.Path) -> list[tuple[int, str]]:
   """
   if not path.is_file():
     raise ValueError(f"{path}: file not found")
-  # utf-8-sig drops a byte-order mark; splitlines() handles CRLF and CR.
-  try:
-    text = path.read_bytes().decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    raise ValueError(f"{path}: not a UTF-8 text file ({e})") from e
+  # splitlines() handles CRLF and CR.
+  text = read_text(path)
   return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

@@ -1,0 +1,68 @@
+"""The best checkpoint of a training run, loaded and ready to apply to features.
+
+Shared by evaluation (videojax.evaluate) and prediction (videojax.predict);
+imports neither TensorFlow nor matplotlib, so both start quickly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any
+
+import jax
+
+from videojax import models
+from videojax.checkpoint import Checkpoints
+from videojax.normalization import standardize
+
+
+@dataclasses.dataclass
+class Run:
+  """The best checkpoint of a run directory, ready to apply.
+
+  Attributes:
+    workdir: the run directory (scripts/train.py --workdir).
+    step: the checkpoint step (best validation accuracy, else the latest).
+    meta: what the run was trained on (videojax.train.run_meta).
+    apply: jitted (features f16[b, t, d], mask bool[b, t]) -> probabilities f32[b, k].
+  """
+  workdir: pathlib.Path
+  step: int
+  meta: dict
+  apply: Any
+
+  @property
+  def class_names(self) -> list[str]:
+    return list(self.meta["class_names"])
+
+
+def load_run(workdir: str | os.PathLike) -> Run:
+  """The best checkpoint of `workdir`, with its model jitted.
+
+  Raises:
+    FileNotFoundError: `workdir` has no checkpoint.
+  """
+  workdir = pathlib.Path(workdir)
+  if not (workdir / "checkpoints").is_dir():
+    raise FileNotFoundError(f"--workdir {workdir}: no checkpoints/ directory; train first "
+                            "(scripts/train.py --workdir ...)")
+  ckpts = Checkpoints(workdir / "checkpoints")
+  try:
+    step = ckpts.best_step()
+    if step is None:
+      raise FileNotFoundError(f"--workdir {workdir}: no checkpoint in {ckpts.directory}")
+    meta = ckpts.read_meta(step)
+    state = ckpts.restore_raw(step)
+  finally:
+    ckpts.close()
+  model = models.create_model(meta["model"], len(meta["class_names"]), **meta["model_kwargs"])
+  params, mean, std = state["params"], state["feature_mean"], state["feature_std"]
+
+  @jax.jit
+  def apply(features, mask):
+    logits = model.apply({"params": params}, standardize(features, mask, mean, std), mask,
+                         train=False)
+    return jax.nn.softmax(logits)
+
+  return Run(workdir=workdir, step=int(step), meta=meta, apply=apply)
