@@ -157,16 +157,30 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
 
 
 class Steps:
-  """The jitted steps of one run, with explicit shardings over `mesh`."""
+  """The jitted steps of one run, with explicit shardings over `mesh`.
+
+  Both run under `jax.set_mesh(mesh)`, so recurrent scans run per device
+  (`models.scan`: one gradient all-reduce after the loop, not one per step).
+  """
 
   def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.mesh = mesh
-    self.train = jax.jit(functools.partial(train_step, label_smoothing=label_smoothing),
-                         in_shardings=(repl, data, repl),
-                         out_shardings=(repl, repl), donate_argnums=0)
-    self.eval = jax.jit(functools.partial(eval_step, num_classes=num_classes),
-                        in_shardings=(repl, data), out_shardings=repl)
+    self.train = _under_mesh(mesh, jax.jit(
+        functools.partial(train_step, label_smoothing=label_smoothing),
+        in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0))
+    self.eval = _under_mesh(mesh, jax.jit(
+        functools.partial(eval_step, num_classes=num_classes),
+        in_shardings=(repl, data), out_shardings=repl))
+
+
+def _under_mesh(mesh, fn):
+  """fn, called (and so traced) with `mesh` as JAX's context mesh."""
+  @functools.wraps(fn)
+  def call(*args):
+    with jax.set_mesh(mesh):
+      return fn(*args)
+  return call
 
 
 def evaluate(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSet],

@@ -140,9 +140,9 @@ class ConvLSTM(nn.Module):
     x_proj = x_proj.reshape(b, t, h, w, 4 * f)
 
     state0 = (jnp.zeros((b, h, w, f), x_proj.dtype),) * 2
-    step = lambda s, xp: convlstm_step(recurrent_kernel, s, xp)
+    step = lambda s, xp, kernel: convlstm_step(kernel, s, xp)
     (final, _), outputs = masked_scan(
-        step, state0, x_proj, mask, reverse=self.reverse)
+        step, state0, x_proj, mask, weights=(recurrent_kernel,), reverse=self.reverse)
     return outputs if self.return_sequences else final
 
 

@@ -78,8 +78,9 @@ class GRU(nn.Module):
     Raises:
       ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
     """
-    step, state0, x_proj = self.prepare(x, mask)
-    final, outputs = masked_scan(step, state0, x_proj, mask, reverse=self.reverse)
+    step, state0, x_proj, weights = self.prepare(x, mask)
+    final, outputs = masked_scan(step, state0, x_proj, mask, weights=weights,
+                                 reverse=self.reverse)
     return self.finish(final, outputs)
 
   def finish(self, final: jax.Array, outputs: jax.Array) -> jax.Array:
@@ -88,7 +89,8 @@ class GRU(nn.Module):
 
   @nn.compact
   def prepare(self, x: jax.Array, mask: jax.Array):
-    """(step, initial state, projected inputs f32[b, t, 3h]) for `masked_scan`.
+    """(step, initial state, projected inputs f32[b, t, 3h], step weights) for
+    `masked_scan`.
 
     The input projection has no recurrence, so it is one big matmul over all
     steps here; only the small h x 3h matmul stays in `step`.
@@ -110,16 +112,18 @@ class GRU(nn.Module):
     # big matmul; only the small h x 3h matmul stays inside the scan.
     x_proj = x @ kernel + bias[0]  # f32[b, t, 3h]
 
-    def step(state: jax.Array, xp: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def step(state: jax.Array, xp: jax.Array, recurrent_kernel: jax.Array,
+             recurrent_bias: jax.Array) -> tuple[jax.Array, jax.Array]:
       x_z, x_r, x_n = jnp.split(xp, 3, axis=-1)
-      h_z, h_r, h_n = jnp.split(state @ recurrent_kernel + bias[1], 3, axis=-1)
+      h_z, h_r, h_n = jnp.split(state @ recurrent_kernel + recurrent_bias, 3, axis=-1)
       z = jax.nn.sigmoid(x_z + h_z)
       r = jax.nn.sigmoid(x_r + h_r)
       n = jnp.tanh(x_n + r * h_n)
       new_state = (1.0 - z) * n + z * state
       return new_state, new_state
 
-    return step, jnp.zeros((x.shape[0], h), x_proj.dtype), x_proj
+    return (step, jnp.zeros((x.shape[0], h), x_proj.dtype), x_proj,
+            (recurrent_kernel, bias[1]))
 
 
 class LSTM(nn.Module):
@@ -166,8 +170,9 @@ class LSTM(nn.Module):
     Raises:
       ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
     """
-    step, state0, x_proj = self.prepare(x, mask)
-    final, outputs = masked_scan(step, state0, x_proj, mask, reverse=self.reverse)
+    step, state0, x_proj, weights = self.prepare(x, mask)
+    final, outputs = masked_scan(step, state0, x_proj, mask, weights=weights,
+                                 reverse=self.reverse)
     return self.finish(final, outputs)
 
   def finish(self, final, outputs):
@@ -177,7 +182,8 @@ class LSTM(nn.Module):
 
   @nn.compact
   def prepare(self, x: jax.Array, mask: jax.Array):
-    """(step, initial (h, c), projected inputs f32[b, t, 4h]) for `masked_scan`."""
+    """(step, initial (h, c), projected inputs f32[b, t, 4h], step weights) for
+    `masked_scan`."""
     if x.ndim != 3 or mask.shape != x.shape[:2]:
       raise ValueError(
           f'LSTM: expected x f32[b, t, d] and mask bool[b, t] with matching '
@@ -199,7 +205,7 @@ class LSTM(nn.Module):
     x = jnp.where(mask[..., None], x, 0)
     x_proj = x @ kernel + bias  # f32[b, t, 4h]
 
-    def step(state, xp):
+    def step(state, xp, recurrent_kernel):
       h_prev, c_prev = state
       gates = xp + h_prev @ recurrent_kernel
       i, f, g, o = jnp.split(gates, 4, axis=-1)
@@ -208,7 +214,7 @@ class LSTM(nn.Module):
       return (h_new, c), h_new
 
     zeros = jnp.zeros((x.shape[0], h), x_proj.dtype)
-    return step, (zeros, zeros), x_proj
+    return step, (zeros, zeros), x_proj, (recurrent_kernel,)
 
 
 class Bidirectional(nn.Module):
@@ -242,21 +248,22 @@ class Bidirectional(nn.Module):
     """
     fwd = self.layer.copy(name='forward', reverse=False)
     bwd = self.layer.copy(name='backward', reverse=True)
-    step_f, state_f, x_f = fwd.prepare(x, mask)
-    step_b, state_b, x_b = bwd.prepare(x, mask)
+    step, state_f, x_f, w_f = fwd.prepare(x, mask)
+    _, state_b, x_b, w_b = bwd.prepare(x, mask)
     # One scan carries both directions: half the sequential steps of two
     # scans, which is most of an RNN's cost on CPU. The backward inputs are
     # reversed within each length, so both read their sequence from step 0.
+    # The two copies share their step function, so it is vmapped over a
+    # direction axis (axis 1, after the batch): one batched matmul per time
+    # step instead of two.
     lengths = mask.sum(axis=1)
-    width = x_f.shape[-1]
-
-    def step(state, xs):
-      s_f, y_f = step_f(state[0], xs[..., :width])
-      s_b, y_b = step_b(state[1], xs[..., width:])
-      return (s_f, s_b), (y_f, y_b)
-
-    inputs = jnp.concatenate([x_f, reverse_within_length(x_b, lengths)], axis=-1)
-    (final_f, final_b), (y_f, y_b) = masked_scan(step, (state_f, state_b), inputs, mask)
+    stack = lambda f, b, axis: jax.tree.map(lambda u, v: jnp.stack([u, v], axis), f, b)
+    both = jax.vmap(step, in_axes=(1, 1) + (0,) * len(w_f), out_axes=1)
+    inputs = stack(x_f, reverse_within_length(x_b, lengths), 2)  # f32[b, t, 2, g]
+    final, ys = masked_scan(both, stack(state_f, state_b, 1), inputs, mask,
+                            weights=stack(w_f, w_b, 0))
+    final_f, final_b = (jax.tree.map(lambda s: s[:, i], final) for i in (0, 1))
+    y_f, y_b = ys[:, :, 0], ys[:, :, 1]
     y_b = reverse_within_length(y_b, lengths)
     out_f, out_b = fwd.finish(final_f, y_f), bwd.finish(final_b, y_b)
     if getattr(self.layer, 'return_state', False):

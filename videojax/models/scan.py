@@ -5,6 +5,14 @@ prefix of real steps and False on the padding after it. Padding must never
 change a result, so the scan carries the state through padded steps unchanged
 and writes zeros as their outputs; a padded batch then gives exactly what each
 sequence would give on its own.
+
+Data parallel: traced under `jax.set_mesh` of a mesh with a 'data' axis (as
+`train.Steps` does), the scan runs on each device's rows under `shard_map`.
+Without it, XLA's partitioner sums the weights' gradient across devices at
+EVERY time step of the backward loop (one all-reduce per step, seen in the
+compiled HLO on CPU); here the loop accumulates per device and the sum runs
+once after it. Weights must therefore reach the cell through `weights`, not a
+Python closure: closed-over arrays would be summed inside the loop again.
 """
 
 from collections.abc import Callable
@@ -13,10 +21,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 Carry = Any  # A pytree whose leaves all have leading batch axis b.
 Output = Any  # A pytree whose leaves all have leading batch axis b.
-CellFn = Callable[[Carry, jax.Array], tuple[Carry, Output]]
+CellFn = Callable[..., tuple[Carry, Output]]  # (carry, x_t, *weights)
+DATA_AXIS = 'data'  # The batch axis of `sharding.make_mesh`.
 
 
 def _broadcast_mask(m: jax.Array, x: jax.Array) -> jax.Array:
@@ -59,22 +69,34 @@ def reverse_within_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.take_along_axis(x, _broadcast_mask(idx, x), axis=1)
 
 
+def _data_parallel(batch_size: int) -> bool:
+  """Whether the context mesh splits a batch of this size over DATA_AXIS."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or DATA_AXIS not in mesh.axis_names or DATA_AXIS in mesh.manual_axes:
+    return False
+  n = mesh.shape[DATA_AXIS]
+  return n > 1 and batch_size % n == 0
+
+
 def masked_scan(
     cell_fn: CellFn,
     carry: Carry,
     inputs: jax.Array,
     mask: jax.Array,
     *,
+    weights: tuple[Any, ...] = (),
     reverse: bool = False,
 ) -> tuple[Carry, Output]:
   """Runs `cell_fn` over time on right-padded sequences, ignoring padding.
 
   Args:
-    cell_fn: pure step `(carry, x_t: f32[b, ...]) -> (new_carry, y_t)`; it
-      closes over its params. Carry and y_t leaves have leading axis b.
+    cell_fn: pure step `(carry, x_t: f32[b, ...], *weights) -> (new_carry,
+      y_t)`. Carry and y_t leaves have leading axis b.
     carry: initial carry, a pytree of [b, ...] arrays.
     inputs: f32[b, t, ...] batch-major inputs.
     mask: bool[b, t], True on a prefix of real steps per sequence.
+    weights: the cell's parameters (pytrees without a batch axis), passed to
+      every step; see the module docstring for why not a closure.
     reverse: run each sequence backward over its real steps only: sequence i
       starts at its own last real step, not at the padding. Outputs are still
       returned in forward time order.
@@ -103,18 +125,31 @@ def masked_scan(
     # A prefix mask is unchanged by reversing within length.
     inputs = reverse_within_length(inputs, lengths)
 
-  def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
-    x_t, m_t = xm
-    new_c, y_t = cell_fn(c, x_t)
-    new_c = jax.tree.map(
-        lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
-    y_t = jax.tree.map(
-        lambda y: jnp.where(_broadcast_mask(m_t, y), y, jnp.zeros_like(y)), y_t)
-    return new_c, y_t
+  def run(carry, xs, weights):
+    def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
+      x_t, m_t = xm
+      new_c, y_t = cell_fn(c, x_t, *weights)
+      new_c = jax.tree.map(
+          lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
+      y_t = jax.tree.map(
+          lambda y: jnp.where(_broadcast_mask(m_t, y), y, jnp.zeros_like(y)), y_t)
+      return new_c, y_t
+    return jax.lax.scan(step, carry, xs)
+
+  scan = run
+  if _data_parallel(mask.shape[0]):
+    def local_scan(carry, xs, weights):
+      # Mark the weights as differing per device BEFORE the loop, so the
+      # transpose's psum of their gradient lands here, after the loop.
+      weights = jax.tree.map(lambda w: jax.lax.pcast(w, DATA_AXIS, to='varying'), weights)
+      return run(carry, xs, weights)
+    batch, time_major = P(DATA_AXIS), P(None, DATA_AXIS)
+    scan = jax.shard_map(local_scan, in_specs=(batch, time_major, P()),
+                         out_specs=(batch, time_major))
 
   # lax.scan walks the leading axis, so go time-major and back.
   xs = (jnp.swapaxes(inputs, 0, 1), jnp.swapaxes(mask, 0, 1))
-  final_carry, ys = jax.lax.scan(step, carry, xs)
+  final_carry, ys = scan(carry, xs, tuple(weights))
   outputs = jax.tree.map(lambda y: jnp.swapaxes(y, 0, 1), ys)
 
   if reverse:
