@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videojax.models import checkpoint_io
+from videojax.models.pointwise import PointwiseConv
 from videojax.models.pooling import POOLINGS, pool
 
 Dtype = Any
@@ -181,16 +182,16 @@ class MBConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), out]."""
-    conv = functools.partial(nn.Conv, use_bias=False, padding='SAME', dtype=self.dtype)
+    conv = functools.partial(PointwiseConv, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=True, epsilon=_BN_EPS,
                              dtype=self.dtype)
     c = x.shape[-1]
     y = x
     if self.expand != 1:
-      y = nn.relu6(norm(name='bn0')(conv(c * self.expand, (1, 1), name='expand_conv')(y)))
+      y = nn.relu6(norm(name='bn0')(conv(c * self.expand, name='expand_conv')(y)))
     y = DepthwiseConv(self.kernel, self.strides, self.dtype, name='depthwise_conv')(y)
     y = nn.relu6(norm(name='bn1')(y))
-    y = norm(name='bn2')(conv(self.out, (1, 1), name='project_conv')(y))
+    y = norm(name='bn2')(conv(self.out, name='project_conv')(y))
     if self.strides == 1 and c == self.out:
       y = y + x
     return y
@@ -249,7 +250,7 @@ class EfficientNetLite(nn.Module):
     x = nn.relu6(norm(name='bn0')(x))
     for i, (k, s, e, _, c_out) in enumerate(block_args(self.width, self.depth)):
       x = MBConv(k, s, e, c_out, dtype=self.dtype, name=f'blocks_{i}')(x)
-    x = nn.Conv(HEAD_WIDTH, (1, 1), use_bias=False, dtype=self.dtype, name='conv_head')(x)
+    x = PointwiseConv(HEAD_WIDTH, dtype=self.dtype, name='conv_head')(x)
     x = nn.relu6(norm(name='bn1')(x)).astype(jnp.float32)
     if self.classifier:
       return nn.Dense(NUM_CLASSES, name='fc')(x.mean(axis=(1, 2)))
