@@ -7,6 +7,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+DATA_AXIS = "data"  # The mesh axis the batch is split over.
+
 
 def split_cpu_into_devices(max_devices: int = 8) -> int:
   """Makes one XLA CPU device per core (a power of two, at most `max_devices`).
@@ -40,7 +42,7 @@ def make_mesh(num_devices: int = 0, *, local: bool = False) -> Mesh:
   if num_devices and not local and jax.process_count() > 1:
     raise ValueError("train.num_devices must be 0 (all devices) in a multi-host run")
   devices = devices[:num_devices or len(devices)]
-  return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=devices)
 
 
@@ -60,7 +62,7 @@ def replicate(tree, mesh: Mesh):
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis split over 'data'."""
-  return NamedSharding(mesh, P("data"))
+  return NamedSharding(mesh, P(DATA_AXIS))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:

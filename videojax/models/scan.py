@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from videojax.sharding import DATA_AXIS
+
 Carry = Any  # A pytree whose leaves all have leading batch axis b.
 Output = Any  # A pytree whose leaves all have leading batch axis b.
 CellFn = Callable[..., tuple[Carry, Output]]  # (carry, x_t, *weights)
-DATA_AXIS = 'data'  # The batch axis of `sharding.make_mesh`.
 
 
 def _broadcast_mask(m: jax.Array, x: jax.Array) -> jax.Array:
