@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videojax.models import checkpoint_io
+from videojax.models.frames import rgb_float32
 from videojax.models.pointwise import PointwiseConv
 from videojax.models.pooling import POOLINGS, pool
 
@@ -71,10 +72,7 @@ def preprocess(frames: jax.Array) -> jax.Array:
   Raises:
     ValueError: if the last axis is not 3 channels.
   """
-  if frames.ndim < 1 or frames.shape[-1] != 3:
-    raise ValueError(f'preprocess: expected RGB frames u8[n, h, w, 3]; got '
-                     f'shape {tuple(frames.shape)}')
-  return (jnp.asarray(frames, jnp.float32) - 127.0) / 128.0
+  return (rgb_float32(frames) - 127.0) / 128.0
 
 
 def round_filters(filters: int, width: float) -> int:

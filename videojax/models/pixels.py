@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videojax.models.frames import rgb_float32
+
 
 def preprocess(frames: jax.Array) -> jax.Array:
   """RGB frames u8[n, h, w, 3] as f32 in [0, 1]: frames * float32(1 / 255).
@@ -27,11 +29,7 @@ def preprocess(frames: jax.Array) -> jax.Array:
   Raises:
     ValueError: if the last axis is not 3 channels.
   """
-  if frames.ndim < 1 or frames.shape[-1] != 3:
-    raise ValueError(
-        f'preprocess: expected RGB frames u8[n, h, w, 3]; got shape '
-        f'{tuple(frames.shape)}')
-  return jnp.asarray(frames, jnp.float32) * jnp.float32(1 / 255)
+  return rgb_float32(frames) * jnp.float32(1 / 255)
 
 
 def feature_dim(image_size: int) -> int:

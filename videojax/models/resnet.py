@@ -31,6 +31,7 @@ import numpy as np
 from flax import traverse_util
 
 from videojax.models.checkpoint_io import WeightsError, load_state_dict
+from videojax.models.frames import rgb_float32
 from videojax.models.pointwise import PointwiseConv
 from videojax.models.pooling import POOLINGS, pool
 
@@ -55,11 +56,7 @@ def preprocess(frames: jax.Array) -> jax.Array:
   Raises:
     ValueError: if the last axis is not 3 channels.
   """
-  if frames.ndim < 1 or frames.shape[-1] != 3:
-    raise ValueError(
-        f'preprocess: expected RGB frames u8[n, h, w, 3]; got shape '
-        f'{tuple(frames.shape)}')
-  x = jnp.asarray(frames, jnp.float32) / 255.0
+  x = rgb_float32(frames) / 255.0
   return (x - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
 
 
