@@ -248,18 +248,21 @@ class Bidirectional(nn.Module):
     """
     fwd = self.layer.copy(name='forward', reverse=False)
     bwd = self.layer.copy(name='backward', reverse=True)
+    lengths = mask.sum(axis=1)
     step, state_f, x_f, w_f = fwd.prepare(x, mask)
-    _, state_b, x_b, w_b = bwd.prepare(x, mask)
+    # Reversing x rather than its projection moves d, not 4h or 3h, columns.
+    # prepare() is per step, so projecting the reversed x equals reversing
+    # the projection; the mask is a prefix and unchanged by the reversal.
+    _, state_b, x_b, w_b = bwd.prepare(reverse_within_length(x, lengths), mask)
     # One scan carries both directions: half the sequential steps of two
     # scans, which is most of an RNN's cost on CPU. The backward inputs are
     # reversed within each length, so both read their sequence from step 0.
     # The two copies share their step function, so it is vmapped over a
     # direction axis (axis 1, after the batch): one batched matmul per time
     # step instead of two.
-    lengths = mask.sum(axis=1)
     stack = lambda f, b, axis: jax.tree.map(lambda u, v: jnp.stack([u, v], axis), f, b)
     both = jax.vmap(step, in_axes=(1, 1) + (0,) * len(w_f), out_axes=1)
-    inputs = stack(x_f, reverse_within_length(x_b, lengths), 2)  # f32[b, t, 2, g]
+    inputs = stack(x_f, x_b, 2)  # f32[b, t, 2, g]
     final, ys = masked_scan(both, stack(state_f, state_b, 1), inputs, mask,
                             weights=stack(w_f, w_b, 0))
     final_f, final_b = (jax.tree.map(lambda s: s[:, i], final) for i in (0, 1))

@@ -53,6 +53,7 @@ def check_prefix_mask(mask: jax.Array) -> None:
         f'padding); rows {bad.tolist()} are not: {m[bad[0]].astype(int)}')
 
 
+@jax.custom_vjp
 def reverse_within_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
   """Reverses each sequence over its first `lengths[i]` steps, keeps padding.
 
@@ -68,6 +69,20 @@ def reverse_within_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
   j = jnp.arange(t)[None, :]
   idx = jnp.where(j < lengths[:, None], lengths[:, None] - 1 - j, j)
   return jnp.take_along_axis(x, _broadcast_mask(idx, x), axis=1)
+
+
+# The map is a permutation and its own inverse, so its gradient is the same
+# gather. Autodiff would transpose the gather into a scatter-add into zeros,
+# which cost XLA's CPU backend about 10 ms a step in bilstm_attention.
+def _reverse_fwd(x, lengths):
+  return reverse_within_length(x, lengths), lengths
+
+
+def _reverse_bwd(lengths, g):
+  return reverse_within_length(g, lengths), None
+
+
+reverse_within_length.defvjp(_reverse_fwd, _reverse_bwd)
 
 
 def _data_parallel(batch_size: int) -> bool:
