@@ -43,7 +43,7 @@ def layer_of(op_name: str, depth: int) -> str:
   direction = "bwd" if "transpose(" in op else "fwd"
   parts = re.sub(r"transpose\(|jvp\(|jit\(|\)", "", op).split("/")
   key = "/".join(parts[:depth])
-  return f"{direction} {key}" + (" [loop]" if "/while/" in op else "")
+  return f"{direction} {key}" + (" [loop]" if "/while" in op else "")
 
 
 def main(argv):
