@@ -51,6 +51,17 @@ def _rate(frames: int, seconds: float) -> float:
   return frames / seconds
 
 
+def _model_fps(embed, frames: np.ndarray) -> float:
+  """Frames/s of `embed(frames)`: median of --repeats calls after a warm-up call."""
+  embed(frames)
+  times = []
+  for _ in range(_REPEATS.value):
+    t0 = time.perf_counter()
+    embed(frames)
+    times.append(time.perf_counter() - t0)
+  return _rate(len(frames), float(np.median(times)))
+
+
 def main(argv):
   del argv
   sharding.split_cpu_into_devices()  # As extract_features.py does.
@@ -72,13 +83,7 @@ def main(argv):
 
   # Model only: the jitted, sharded backbone on a fixed batch.
   frames = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-  embed(frames)
-  times = []
-  for _ in range(_REPEATS.value):
-    t0 = time.perf_counter()
-    embed(frames)
-    times.append(time.perf_counter() - t0)
-  model_fps = _rate(batch, float(np.median(times)))
+  model_fps = _model_fps(embed, frames)
 
   # Decode only: the same threads and calls extraction uses, no model.
   def decode(e):
@@ -115,13 +120,7 @@ def main(argv):
   # The same batch as "model only" on that one device: how much batching
   # alone gains per device, the other factor of the 5x target besides the
   # device count.
-  one(frames)
-  times = []
-  for _ in range(_REPEATS.value):
-    t0 = time.perf_counter()
-    one(frames)
-    times.append(time.perf_counter() - t0)
-  model1_fps = _rate(batch, float(np.median(times)))
+  model1_fps = _model_fps(one, frames)
 
   bound = min(model_fps, decode_fps)
   rows = [
