@@ -519,6 +519,17 @@ FAIRNESS = [
 ]
 
 
+def configured():
+  """--config with this script's batch, device count and bilstm_attention flags applied."""
+  config = _CONFIG.value
+  config.train.batch_size = _BATCH.value
+  config.train.num_devices = _NUM_DEVICES.value
+  config.model.bilstm_attention.update(dict(
+      width=_BILSTM_WIDTH.value, num_layers=_BILSTM_LAYERS.value,
+      num_heads=_BILSTM_HEADS.value, dropout=_BILSTM_DROPOUT.value))
+  return config
+
+
 def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
@@ -538,12 +549,7 @@ def main(argv):
   if min(_REPEATS.value, _STEPS.value, _BATCH.value, *frames, *dims) < 1:
     raise app.UsageError("--repeats, --steps, --batch, --frames and --dim must be >= 1")
 
-  config = _CONFIG.value
-  config.train.batch_size = _BATCH.value
-  config.train.num_devices = _NUM_DEVICES.value
-  config.model.bilstm_attention.update(dict(
-      width=_BILSTM_WIDTH.value, num_layers=_BILSTM_LAYERS.value,
-      num_heads=_BILSTM_HEADS.value, dropout=_BILSTM_DROPOUT.value))
+  config = configured()
 
   notes: list[str] = []
   references = available_references(notes)

@@ -37,8 +37,12 @@ _TOP = flags.DEFINE_integer("top", 30, "Rows to print.")
 _DEPTH = flags.DEFINE_integer("depth", 3, "Components of the op path kept: 2 groups by layer, "
                               "3 also by the operation inside it.")
 
+
 def layer_of(op_name: str, depth: int) -> str:
-  """'jit(train_step)/transpose(jvp(M))/bilstm_0/while/body/...' -> 'bwd M/bilstm_0 [loop]' at depth 2."""
+  """'jit(train_step)/transpose(jvp(M))/bilstm_0/while/body/...' -> 'bwd M/bilstm_0 [loop]'.
+
+  That at depth 2; `depth` path components are kept.
+  """
   op = op_name.replace("jit(train_step)/", "")
   direction = "bwd" if "transpose(" in op else "fwd"
   parts = re.sub(r"transpose\(|jvp\(|jit\(|\)", "", op).split("/")
@@ -51,12 +55,8 @@ def main(argv):
   sharding.split_cpu_into_devices()
   bt = bench_temporal
   name, t, d = bt._MODELS.value[0], int(bt._FRAMES.value[0]), int(bt._DIM.value[0])
-  config = bt._CONFIG.value
+  config = bt.configured()
   config.model.name = name
-  config.train.batch_size, config.train.num_devices = bt._BATCH.value, bt._NUM_DEVICES.value
-  config.model.bilstm_attention.update(dict(
-      width=bt._BILSTM_WIDTH.value, num_layers=bt._BILSTM_LAYERS.value,
-      num_heads=bt._BILSTM_HEADS.value, dropout=bt._BILSTM_DROPOUT.value))
   batch = bt.make_batch(bt._BATCH.value, t, d, bt._CLASSES.value, bt._SEED.value)
   runner = bt.JaxRunner(config, batch, bt._CLASSES.value)
   for _ in range(3):
@@ -73,9 +73,10 @@ def main(argv):
       for _ in range(bt._STEPS.value):
         runner.step()
       runner.sync()
-    trace = next(pathlib.Path(tmp).rglob("*.json.gz"))
-    events = json.load(gzip.open(trace))["traceEvents"]
-  per = len(jax.devices()) * bt._STEPS.value * 1e3  # us -> ms per device per step
+    with gzip.open(next(pathlib.Path(tmp).rglob("*.json.gz"))) as f:
+      events = json.load(f)["traceEvents"]
+  devices = runner.steps.mesh.devices.size  # --num_devices, not every device JAX sees
+  per = devices * bt._STEPS.value * 1e3  # us -> ms per device per step
   totals = collections.Counter()
   for e in events:
     if e.get("ph") != "X":
@@ -88,7 +89,7 @@ def main(argv):
     raise SystemExit("no per-op events in the trace; on CPU set XLA_FLAGS="
                      "--xla_cpu_enable_xprof_traceme=true")
   print(f"{name}, b={bt._BATCH.value} t={t} d={d}, "
-        f"{len(jax.devices())} x {jax.devices()[0].device_kind}, {bt._STEPS.value} traced steps")
+        f"{devices} x {jax.devices()[0].device_kind}, {bt._STEPS.value} traced steps")
   print("| ms / device / step | layer |\n|---|---|")
   for key, us in totals.most_common(_TOP.value):
     print(f"| {us / per:.1f} | {key} |")
