@@ -62,9 +62,11 @@ def main(argv):
   for _ in range(3):
     runner.step()
   runner.sync()
-  # The op names of the compiled step: instruction name -> op_name.
-  hlo = runner.steps.train.__wrapped__.lower(runner.state, runner.batch,
-                                             runner.rng).compile().as_text()
+  # The op names of the compiled step: instruction name -> op_name. Lowered under the
+  # mesh, as Steps.train traces it: without it XLA compiles a different program.
+  with jax.set_mesh(runner.steps.mesh):
+    hlo = runner.steps.train.__wrapped__.lower(runner.state, runner.batch,
+                                               runner.rng).compile().as_text()
   names = {}
   for m in re.finditer(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name="([^"]*)"', hlo, re.M):
     names.setdefault(m.group(1), m.group(2))

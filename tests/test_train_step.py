@@ -56,12 +56,13 @@ def _while_bodies(hlo: str) -> list[str]:
   return [computations[name] for name in re.findall(r"body=(%[\w.\-]+)", hlo)]
 
 
-def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step():
+@pytest.mark.parametrize("name", ["gru", "bilstm_attention"])
+def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name):
   """On 8 devices no all-reduce sits inside a scan's loop: each device sums its
   gradient over time, and the cross-device sum runs once (models/scan.py).
   Traced without the mesh context, XLA puts one in every backward loop body.
-  The GRU here; the BiLSTM's scan is the same `masked_scan`."""
-  state, steps, mesh = _state_and_steps("gru", 8, 6, 12, 5)
+  gru: masked_scan; bilstm_attention: bidirectional_scan, vmapped cell."""
+  state, steps, mesh = _state_and_steps(name, 8, 6, 12, 5)
   batch = sharding.put_batch(_batch(16, 6, 12, 5), mesh)
   lowered = lambda: steps.train.__wrapped__.lower(state, batch, jax.random.key(0))
   with jax.set_mesh(mesh):

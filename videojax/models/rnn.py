@@ -41,12 +41,51 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videojax.models.scan import masked_scan, reverse_within_length
+from videojax.models.scan import bidirectional_scan, masked_scan
 
 Initializer = Any
 
 
-class GRU(nn.Module):
+def _check(x: jax.Array, mask: jax.Array, where: str) -> None:
+  if x.ndim != 3 or mask.shape != x.shape[:2]:
+    raise ValueError(
+        f'{where}: expected x f32[b, t, d] and mask bool[b, t] with matching '
+        f'(b, t); got x {tuple(x.shape)}, mask {tuple(mask.shape)}')
+
+
+def _zero_padding(x: jax.Array, mask: jax.Array) -> jax.Array:
+  # Padding may hold garbage; zero it before the input matmul so even inf/NaN
+  # there cannot reach the kernel's gradient.
+  return jnp.where(mask[..., None], x, 0)
+
+
+class _Recurrent(nn.Module):
+  """What GRU and LSTM share: the input projection outside the scan, the scan.
+
+  A subclass defines `cell(d)` (its params, created there, and its step) and
+  `finish`. The input projection has no recurrence, so it is one big matmul
+  over all steps; only the small h x gh matmul stays in the step.
+  """
+
+  def __call__(self, x: jax.Array, mask: jax.Array) -> Any:
+    """Runs the layer; see the subclass for what it returns.
+
+    Args:
+      x: f32[b, t, d] inputs.
+      mask: bool[b, t], True on a prefix of real steps.
+
+    Raises:
+      ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
+    """
+    _check(x, mask, type(self).__name__)
+    kernel, bias, step, weights = self.cell(x.shape[-1])
+    x_proj = _zero_padding(x, mask) @ kernel + bias  # f32[b, t, gh]
+    final, outputs = masked_scan(step, self.initial_state(x.shape[0], x_proj.dtype),
+                                 x_proj, mask, weights=weights, reverse=self.reverse)
+    return self.finish(final, outputs)
+
+
+class GRU(_Recurrent):
   """A GRU layer over a whole masked sequence, initial state zeros.
 
   Attributes:
@@ -56,6 +95,10 @@ class GRU(nn.Module):
     reverse: read each sequence backward over its real steps; outputs stay in
       forward time order and the final state is the one after step 0.
     kernel_init, recurrent_kernel_init, bias_init: Keras' defaults.
+
+  Called on (x f32[b, t, d], mask bool[b, t]), returns f32[b, t, h] outputs if
+  `return_sequences`, else the final state f32[b, h] (zeros for a zero-length
+  sequence).
   """
   features: int
   return_sequences: bool = True
@@ -64,53 +107,21 @@ class GRU(nn.Module):
   recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
   bias_init: Initializer = nn.initializers.zeros_init()
 
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Runs the GRU.
-
-    Args:
-      x: f32[b, t, d] inputs.
-      mask: bool[b, t], True on a prefix of real steps.
-
-    Returns:
-      f32[b, t, h] outputs if `return_sequences`, else the final state f32[b, h]
-      (zeros for a zero-length sequence).
-
-    Raises:
-      ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
-    """
-    step, state0, x_proj, weights = self.prepare(x, mask)
-    final, outputs = masked_scan(step, state0, x_proj, mask, weights=weights,
-                                 reverse=self.reverse)
-    return self.finish(final, outputs)
+  def initial_state(self, batch: int, dtype) -> jax.Array:
+    return jnp.zeros((batch, self.features), dtype)
 
   def finish(self, final: jax.Array, outputs: jax.Array) -> jax.Array:
     """What `__call__` returns, from the scan's final state and outputs."""
     return outputs if self.return_sequences else final
 
   @nn.compact
-  def prepare(self, x: jax.Array, mask: jax.Array):
-    """(step, initial state, projected inputs f32[b, t, 3h], step weights) for
-    `masked_scan`.
-
-    The input projection has no recurrence, so it is one big matmul over all
-    steps here; only the small h x 3h matmul stays in `step`.
-    """
-    if x.ndim != 3 or mask.shape != x.shape[:2]:
-      raise ValueError(
-          f'GRU: expected x f32[b, t, d] and mask bool[b, t] with matching '
-          f'(b, t); got x {tuple(x.shape)}, mask {tuple(mask.shape)}')
+  def cell(self, d: int):
+    """(kernel f32[d, 3h], input bias f32[3h], step, step weights)."""
     h = self.features
-    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], 3 * h))
+    kernel = self.param('kernel', self.kernel_init, (d, 3 * h))
     recurrent_kernel = self.param(
         'recurrent_kernel', self.recurrent_kernel_init, (h, 3 * h))
     bias = self.param('bias', self.bias_init, (2, 3 * h))
-
-    # Padding may hold garbage; zero it before the matmul so even inf/NaN there
-    # cannot reach the kernel's gradient.
-    x = jnp.where(mask[..., None], x, 0)
-    # The input projection has no recurrence, so do it for all steps in one
-    # big matmul; only the small h x 3h matmul stays inside the scan.
-    x_proj = x @ kernel + bias[0]  # f32[b, t, 3h]
 
     def step(state: jax.Array, xp: jax.Array, recurrent_kernel: jax.Array,
              recurrent_bias: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -122,11 +133,10 @@ class GRU(nn.Module):
       new_state = (1.0 - z) * n + z * state
       return new_state, new_state
 
-    return (step, jnp.zeros((x.shape[0], h), x_proj.dtype), x_proj,
-            (recurrent_kernel, bias[1]))
+    return kernel, bias[0], step, (recurrent_kernel, bias[1])
 
 
-class LSTM(nn.Module):
+class LSTM(_Recurrent):
   """An LSTM layer over a whole masked sequence, initial state zeros.
 
   Params are laid out as in the module docstring (PyTorch gate order, Keras
@@ -143,6 +153,10 @@ class LSTM(nn.Module):
     unit_forget_bias: add 1 to the forget gate's initial bias (Keras' default),
       so the cell starts out remembering.
     kernel_init, recurrent_kernel_init, bias_init: Keras' defaults.
+
+  Called on (x f32[b, t, d], mask bool[b, t]), returns f32[b, t, h] outputs if
+  `return_sequences`, else the final hidden state f32[b, h] (zeros for a
+  zero-length sequence); with `return_state`, the pair (that, (h, c)).
   """
   features: int
   return_sequences: bool = True
@@ -153,27 +167,9 @@ class LSTM(nn.Module):
   recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
   bias_init: Initializer = nn.initializers.zeros_init()
 
-  def __call__(
-      self, x: jax.Array, mask: jax.Array
-  ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    """Runs the LSTM.
-
-    Args:
-      x: f32[b, t, d] inputs.
-      mask: bool[b, t], True on a prefix of real steps.
-
-    Returns:
-      f32[b, t, h] outputs if `return_sequences`, else the final hidden state
-      f32[b, h] (zeros for a zero-length sequence); with `return_state`, the
-      pair (that, (h, c)).
-
-    Raises:
-      ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
-    """
-    step, state0, x_proj, weights = self.prepare(x, mask)
-    final, outputs = masked_scan(step, state0, x_proj, mask, weights=weights,
-                                 reverse=self.reverse)
-    return self.finish(final, outputs)
+  def initial_state(self, batch: int, dtype) -> tuple[jax.Array, jax.Array]:
+    zeros = jnp.zeros((batch, self.features), dtype)
+    return zeros, zeros
 
   def finish(self, final, outputs):
     """What `__call__` returns, from the scan's final (h, c) and outputs."""
@@ -181,13 +177,8 @@ class LSTM(nn.Module):
     return (out, final) if self.return_state else out
 
   @nn.compact
-  def prepare(self, x: jax.Array, mask: jax.Array):
-    """(step, initial (h, c), projected inputs f32[b, t, 4h], step weights) for
-    `masked_scan`."""
-    if x.ndim != 3 or mask.shape != x.shape[:2]:
-      raise ValueError(
-          f'LSTM: expected x f32[b, t, d] and mask bool[b, t] with matching '
-          f'(b, t); got x {tuple(x.shape)}, mask {tuple(mask.shape)}')
+  def cell(self, d: int):
+    """(kernel f32[d, 4h], input bias f32[4h], step, step weights)."""
     h = self.features
 
     def init_bias(key, shape, dtype=jnp.float32):
@@ -196,14 +187,10 @@ class LSTM(nn.Module):
         b = b.at[h:2 * h].add(1.0)
       return b
 
-    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], 4 * h))
+    kernel = self.param('kernel', self.kernel_init, (d, 4 * h))
     recurrent_kernel = self.param(
         'recurrent_kernel', self.recurrent_kernel_init, (h, 4 * h))
     bias = self.param('bias', init_bias, (4 * h,))
-
-    # As in GRU: zero the padding, then one big input matmul outside the scan.
-    x = jnp.where(mask[..., None], x, 0)
-    x_proj = x @ kernel + bias  # f32[b, t, 4h]
 
     def step(state, xp, recurrent_kernel):
       h_prev, c_prev = state
@@ -213,8 +200,7 @@ class LSTM(nn.Module):
       h_new = jax.nn.sigmoid(o) * jnp.tanh(c)
       return (h_new, c), h_new
 
-    zeros = jnp.zeros((x.shape[0], h), x_proj.dtype)
-    return step, (zeros, zeros), x_proj, (recurrent_kernel,)
+    return kernel, bias, step, (recurrent_kernel,)
 
 
 class Bidirectional(nn.Module):
@@ -246,30 +232,33 @@ class Bidirectional(nn.Module):
     Raises:
       ValueError: as the wrapped layer does, on mismatched shapes.
     """
+    _check(x, mask, f'Bidirectional({type(self.layer).__name__})')
     fwd = self.layer.copy(name='forward', reverse=False)
     bwd = self.layer.copy(name='backward', reverse=True)
-    lengths = mask.sum(axis=1)
-    step, state_f, x_f, w_f = fwd.prepare(x, mask)
-    # Reversing x rather than its projection moves d, not 4h or 3h, columns.
-    # prepare() is per step, so projecting the reversed x equals reversing
-    # the projection; the mask is a prefix and unchanged by the reversal.
-    _, state_b, x_b, w_b = bwd.prepare(reverse_within_length(x, lengths), mask)
-    # One scan carries both directions: half the sequential steps of two
-    # scans, which is most of an RNN's cost on CPU. The backward inputs are
-    # reversed within each length, so both read their sequence from step 0.
-    # The two copies share their step function, so it is vmapped over a
-    # direction axis (axis 1, after the batch): one batched matmul per time
-    # step instead of two.
+    (k_f, b_f, step, w_f), (k_b, b_b, _, w_b) = fwd.cell(x.shape[-1]), bwd.cell(x.shape[-1])
     stack = lambda f, b, axis: jax.tree.map(lambda u, v: jnp.stack([u, v], axis), f, b)
+    # Both directions' input projections in one matmul, d -> 2 x gh, laid out
+    # [b, t, direction, gh] as the scan reads them.
+    x_proj = jnp.einsum('btd,dkg->btkg', _zero_padding(x, mask),
+                        stack(k_f, k_b, 1)) + stack(b_f, b_b, 0)
+    state = stack(fwd.initial_state(x.shape[0], x_proj.dtype),
+                  bwd.initial_state(x.shape[0], x_proj.dtype), 1)
+    # One scan carries both directions: half the sequential steps of two
+    # scans, which is most of an RNN's cost on CPU. The two copies share their
+    # step function, so it is vmapped over the direction axis (axis 1, after
+    # the batch): one batched matmul per time step instead of two.
     both = jax.vmap(step, in_axes=(1, 1) + (0,) * len(w_f), out_axes=1)
-    inputs = stack(x_f, x_b, 2)  # f32[b, t, 2, g]
-    final, ys = masked_scan(both, stack(state_f, state_b, 1), inputs, mask,
-                            weights=stack(w_f, w_b, 0))
+    final, ys = bidirectional_scan(both, state, x_proj, mask, weights=stack(w_f, w_b, 0))
     final_f, final_b = (jax.tree.map(lambda s: s[:, i], final) for i in (0, 1))
-    y_f, y_b = ys[:, :, 0], ys[:, :, 1]
-    y_b = reverse_within_length(y_b, lengths)
-    out_f, out_b = fwd.finish(final_f, y_f), bwd.finish(final_b, y_b)
+    out_f = fwd.finish(final_f, ys[:, :, 0])
+    out_b = bwd.finish(final_b, ys[:, :, 1])
+    states = None
     if getattr(self.layer, 'return_state', False):
-      (y_f, s_f), (y_b, s_b) = out_f, out_b
-      return jnp.concatenate([y_f, y_b], axis=-1), (s_f, s_b)
-    return jnp.concatenate([out_f, out_b], axis=-1)
+      (out_f, s_f), (out_b, s_b) = out_f, out_b
+      states = (s_f, s_b)
+    if self.layer.return_sequences:
+      # ys: f32[b, t, 2, h], both in forward order: [fwd | bwd] is a reshape.
+      out = ys.reshape(ys.shape[:2] + (-1,))
+    else:
+      out = jnp.concatenate([out_f, out_b], axis=-1)
+    return out if states is None else (out, states)

@@ -4,7 +4,8 @@ Sequences are batch-major and right-padded: `mask: bool[b, t]` is True on a
 prefix of real steps and False on the padding after it. Padding must never
 change a result, so the scan carries the state through padded steps unchanged
 and writes zeros as their outputs; a padded batch then gives exactly what each
-sequence would give on its own.
+sequence would give on its own. `bidirectional_scan` runs a forward and a
+backward direction in the same loop.
 
 Data parallel: traced under `jax.set_mesh` of a mesh with a 'data' axis (as
 `train.Steps` does), the scan runs on each device's rows under `shard_map`.
@@ -86,6 +87,55 @@ def _reverse_bwd(lengths, g):
 reverse_within_length.defvjp(_reverse_fwd, _reverse_bwd)
 
 
+def _steps_order(lengths: jax.Array, t: int) -> jax.Array:
+  """i32[b, t, 2]: the step each direction reads at scan step s.
+
+  Direction 0 reads step s; direction 1 reads its real steps backward,
+  lengths - 1 - s, and step s on the padding (which stays padding).
+  """
+  s = jnp.arange(t)[None, :]
+  backward = jnp.where(s < lengths[:, None], lengths[:, None] - 1 - s, s)
+  return jnp.stack([jnp.broadcast_to(s, backward.shape), backward], axis=-1)
+
+
+@jax.custom_vjp
+def to_scan_order(x: jax.Array, lengths: jax.Array) -> jax.Array:
+  """One gather from batch-major pairs to what a bidirectional scan reads.
+
+  Args:
+    x: f32[b, t, 2, ...] right-padded inputs of two directions.
+    lengths: i32[b] number of real steps per sequence.
+
+  Returns:
+    f32[t, b, 2, ...]: time-major; direction 0 as it was, direction 1
+    reversed within each length (its padding stays in place).
+    `from_scan_order` is the inverse.
+  """
+  b, t = x.shape[:2]
+  order = jnp.swapaxes(_steps_order(lengths, t), 0, 1)  # i32[t, b, 2]
+  return x[jnp.arange(b)[None, :, None], order, jnp.arange(2)]
+
+
+@jax.custom_vjp
+def from_scan_order(y: jax.Array, lengths: jax.Array) -> jax.Array:
+  """f32[t, b, 2, ...] -> f32[b, t, 2, ...], the inverse of `to_scan_order`.
+
+  Both directions' outputs come back in forward time order, so the result
+  reshapes to the concatenation [fwd | bwd] at no cost.
+  """
+  t, b = y.shape[:2]
+  order = _steps_order(lengths, t)  # i32[b, t, 2]
+  return y[order, jnp.arange(b)[:, None, None], jnp.arange(2)]
+
+
+# Each is a permutation whose inverse is the other, so the gradient of one is
+# the other: a gather, where autodiff would scatter-add into zeros.
+to_scan_order.defvjp(lambda x, lengths: (to_scan_order(x, lengths), lengths),
+                     lambda lengths, g: (from_scan_order(g, lengths), None))
+from_scan_order.defvjp(lambda y, lengths: (from_scan_order(y, lengths), lengths),
+                       lambda lengths, g: (to_scan_order(g, lengths), None))
+
+
 def _data_parallel(batch_size: int) -> bool:
   """Whether the context mesh splits a batch of this size over DATA_AXIS."""
   mesh = jax.sharding.get_abstract_mesh()
@@ -93,6 +143,54 @@ def _data_parallel(batch_size: int) -> bool:
     return False
   n = mesh.shape[DATA_AXIS]
   return n > 1 and batch_size % n == 0
+
+
+def _check_mask(inputs: jax.Array, mask: jax.Array, where: str) -> jax.Array:
+  if mask.ndim != 2 or inputs.ndim < 2 or mask.shape != inputs.shape[:2]:
+    raise ValueError(
+        f'{where}: mask shape {tuple(mask.shape)} must equal the leading '
+        f'(b, t) of inputs shape {tuple(inputs.shape)}')
+  check_prefix_mask(mask)
+  return mask.astype(bool)
+
+
+def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps):
+  """The loop of both scans, on each device's rows under a data mesh.
+
+  `to_steps(x: [b, t, ...], lengths) -> [t, b, ...]` orders the inputs as the
+  loop reads them and `from_steps` orders its outputs back; both run on the
+  local rows, so neither moves data between devices.
+  """
+  def run(carry, inputs, mask, weights):
+    lengths = mask.sum(axis=1)
+    # Zero the padding so garbage (even inf/NaN) there cannot reach outputs or
+    # gradients through 0 * inf inside the cell.
+    inputs = jnp.where(_broadcast_mask(mask, inputs), inputs, 0)
+
+    def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
+      x_t, m_t = xm
+      new_c, y_t = cell_fn(c, x_t, *weights)
+      new_c = jax.tree.map(
+          lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
+      y_t = jax.tree.map(
+          lambda y: jnp.where(_broadcast_mask(m_t, y), y, jnp.zeros_like(y)), y_t)
+      return new_c, y_t
+    # A prefix mask is unchanged by reversing within length, so the step mask
+    # is the time-major mask for either direction.
+    final, ys = jax.lax.scan(step, carry, (to_steps(inputs, lengths), mask.T))
+    return final, jax.tree.map(lambda y: from_steps(y, lengths), ys)
+
+  if not _data_parallel(mask.shape[0]):
+    return run(carry, inputs, mask, tuple(weights))
+
+  def local_run(carry, inputs, mask, weights):
+    # Mark the weights as differing per device BEFORE the loop, so the
+    # transpose's psum of their gradient lands here, after the loop.
+    weights = jax.tree.map(lambda w: jax.lax.pcast(w, DATA_AXIS, to='varying'), weights)
+    return run(carry, inputs, mask, weights)
+  batch = P(DATA_AXIS)
+  return jax.shard_map(local_run, in_specs=(batch, batch, batch, P()),
+                       out_specs=(batch, batch))(carry, inputs, mask, tuple(weights))
 
 
 def masked_scan(
@@ -127,49 +225,52 @@ def masked_scan(
     ValueError: if `mask.shape != inputs.shape[:2]`, or if a concrete mask is
       not a prefix mask.
   """
-  if mask.ndim != 2 or inputs.ndim < 2 or mask.shape != inputs.shape[:2]:
-    raise ValueError(
-        f'masked_scan: mask shape {tuple(mask.shape)} must equal the leading '
-        f'(b, t) of inputs shape {tuple(inputs.shape)}')
-  check_prefix_mask(mask)
-  mask = mask.astype(bool)
-  # Zero the padding so garbage (even inf/NaN) there cannot reach outputs or
-  # gradients through 0 * inf inside the cell.
-  inputs = jnp.where(_broadcast_mask(mask, inputs), inputs, 0)
-
-  if reverse:
-    lengths = mask.sum(axis=1)
-    # A prefix mask is unchanged by reversing within length.
-    inputs = reverse_within_length(inputs, lengths)
-
-  def run(carry, xs, weights):
-    def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
-      x_t, m_t = xm
-      new_c, y_t = cell_fn(c, x_t, *weights)
-      new_c = jax.tree.map(
-          lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
-      y_t = jax.tree.map(
-          lambda y: jnp.where(_broadcast_mask(m_t, y), y, jnp.zeros_like(y)), y_t)
-      return new_c, y_t
-    return jax.lax.scan(step, carry, xs)
-
-  scan = run
-  if _data_parallel(mask.shape[0]):
-    def local_scan(carry, xs, weights):
-      # Mark the weights as differing per device BEFORE the loop, so the
-      # transpose's psum of their gradient lands here, after the loop.
-      weights = jax.tree.map(lambda w: jax.lax.pcast(w, DATA_AXIS, to='varying'), weights)
-      return run(carry, xs, weights)
-    batch, time_major = P(DATA_AXIS), P(None, DATA_AXIS)
-    scan = jax.shard_map(local_scan, in_specs=(batch, time_major, P()),
-                         out_specs=(batch, time_major))
-
+  mask = _check_mask(inputs, mask, 'masked_scan')
   # lax.scan walks the leading axis, so go time-major and back.
-  xs = (jnp.swapaxes(inputs, 0, 1), jnp.swapaxes(mask, 0, 1))
-  final_carry, ys = scan(carry, xs, tuple(weights))
-  outputs = jax.tree.map(lambda y: jnp.swapaxes(y, 0, 1), ys)
-
+  time_major = lambda x: jnp.swapaxes(x, 0, 1)
   if reverse:
-    outputs = jax.tree.map(
-        lambda y: reverse_within_length(y, lengths), outputs)
-  return final_carry, outputs
+    to_steps = lambda x, lengths: time_major(reverse_within_length(x, lengths))
+    from_steps = lambda y, lengths: reverse_within_length(time_major(y), lengths)
+  else:
+    to_steps = from_steps = lambda x, lengths: time_major(x)
+  return _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps)
+
+
+def bidirectional_scan(
+    cell_fn: CellFn,
+    carry: Carry,
+    inputs: jax.Array,
+    mask: jax.Array,
+    *,
+    weights: tuple[Any, ...] = (),
+) -> tuple[Carry, Output]:
+  """`masked_scan` of two directions at once: one loop, both read from step 0.
+
+  Direction 1 reads each sequence backward over its real steps, as
+  `masked_scan(..., reverse=True)` does. Running both in one loop halves the
+  sequential steps of two scans; the data movement in and out is one gather
+  each way (`to_scan_order`, `from_scan_order`).
+
+  Args:
+    cell_fn: as for `masked_scan`, on x_t f32[b, 2, ...]: both directions'
+      inputs at one scan step (typically a step vmapped over axis 1).
+    carry: initial carry, a pytree of [b, ...] arrays.
+    inputs: f32[b, t, 2, ...] the two directions' inputs, both in forward time
+      order.
+    mask: bool[b, t], True on a prefix of real steps per sequence.
+    weights: as for `masked_scan`.
+
+  Returns:
+    (final_carry, outputs): as for `masked_scan`; outputs are [b, t, 2, ...]
+    with both directions in forward time order.
+
+  Raises:
+    ValueError: as `masked_scan`, or if inputs have no direction axis of 2.
+  """
+  mask = _check_mask(inputs, mask, 'bidirectional_scan')
+  if inputs.ndim < 3 or inputs.shape[2] != 2:
+    raise ValueError(
+        'bidirectional_scan: inputs must be f32[b, t, 2, ...] (axis 2 is the '
+        f'direction); got shape {tuple(inputs.shape)}')
+  return _scan(cell_fn, carry, inputs, mask, weights, to_scan_order,
+               from_scan_order)
