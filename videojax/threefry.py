@@ -4,7 +4,7 @@ Every `jax.random` draw, so every dropout mask, goes through the
 `threefry2x32` primitive. On CPU, JAX lowers it as a loop over five blocks of
 four rounds, to keep compile times short. XLA then makes each block a pass over
 memory. Written out, the 20 rounds fuse into one elementwise kernel: a
-64 x 64 x 256 dropout mask took 3.4-4.9 ms with the loop and 0.62-0.76 ms
+64 x 64 x 256 dropout mask took 3.4-4.9 ms with the loop and 0.6-1.2 ms
 unrolled on a 2-core CPU (BENCHMARKS.md). The hash is the same, so every random number is bit for bit
 what JAX draws by default. GPU and TPU lowerings are left alone: they already
 unroll.
