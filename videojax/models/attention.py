@@ -15,7 +15,8 @@ import jax.numpy as jnp
 Initializer = Any
 
 
-def _check(x: jax.Array, mask: jax.Array, where: str) -> None:
+def check_sequences(x: jax.Array, mask: jax.Array, where: str) -> None:
+  """Raises ValueError, prefixed with `where`, unless x is [b, t, d] and mask [b, t]."""
   if x.ndim != 3 or mask.shape != x.shape[:2]:
     raise ValueError(
         f'{where}: expected x f32[b, t, d] and mask bool[b, t] with matching '
@@ -62,7 +63,7 @@ def attention_pool(
   Raises:
     ValueError: if the shapes do not match.
   """
-  _check(x, mask, 'attention_pool')
+  check_sequences(x, mask, 'attention_pool')
   weights = masked_softmax(scores, mask)
   # where, not multiply: 0 * inf in the padding would be NaN.
   x = jnp.where(mask[..., None], x, 0)
@@ -87,7 +88,7 @@ class AttentionPool(nn.Module):
     Raises:
       ValueError: if the shapes do not match.
     """
-    _check(x, mask, 'AttentionPool')
+    check_sequences(x, mask, 'AttentionPool')
     x = jnp.where(mask[..., None], x, 0)
     s = x
     if self.hidden:
@@ -109,7 +110,7 @@ def last_valid(x: jax.Array, mask: jax.Array) -> jax.Array:
   Raises:
     ValueError: if the shapes do not match.
   """
-  _check(x, mask, 'last_valid')
+  check_sequences(x, mask, 'last_valid')
   lengths = mask.sum(axis=1)
   idx = jnp.maximum(lengths - 1, 0)
   last = jnp.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]
@@ -152,7 +153,7 @@ class SelfAttention(nn.Module):
     Raises:
       ValueError: if the shapes do not match or heads do not divide d.
     """
-    _check(x, mask, 'SelfAttention')
+    check_sequences(x, mask, 'SelfAttention')
     if x.shape[-1] % self.num_heads:
       raise ValueError(
           f'SelfAttention: num_heads {self.num_heads} must divide the feature '

@@ -41,16 +41,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videojax.models.attention import check_sequences
 from videojax.models.scan import bidirectional_scan, masked_scan
 
 Initializer = Any
-
-
-def _check(x: jax.Array, mask: jax.Array, where: str) -> None:
-  if x.ndim != 3 or mask.shape != x.shape[:2]:
-    raise ValueError(
-        f'{where}: expected x f32[b, t, d] and mask bool[b, t] with matching '
-        f'(b, t); got x {tuple(x.shape)}, mask {tuple(mask.shape)}')
 
 
 def _zero_padding(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -77,7 +71,7 @@ class _Recurrent(nn.Module):
     Raises:
       ValueError: if x is not rank 3 or mask.shape != x.shape[:2].
     """
-    _check(x, mask, type(self).__name__)
+    check_sequences(x, mask, type(self).__name__)
     kernel, bias, step, weights = self.cell(x.shape[-1])
     x_proj = _zero_padding(x, mask) @ kernel + bias  # f32[b, t, gh]
     final, outputs = masked_scan(step, self.initial_state(x.shape[0], x_proj.dtype),
@@ -108,6 +102,7 @@ class GRU(_Recurrent):
   bias_init: Initializer = nn.initializers.zeros_init()
 
   def initial_state(self, batch: int, dtype) -> jax.Array:
+    """Zeros f32[batch, h]."""
     return jnp.zeros((batch, self.features), dtype)
 
   def finish(self, final: jax.Array, outputs: jax.Array) -> jax.Array:
@@ -168,6 +163,7 @@ class LSTM(_Recurrent):
   bias_init: Initializer = nn.initializers.zeros_init()
 
   def initial_state(self, batch: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """(h, c), zeros f32[batch, h] each."""
     zeros = jnp.zeros((batch, self.features), dtype)
     return zeros, zeros
 
@@ -232,7 +228,7 @@ class Bidirectional(nn.Module):
     Raises:
       ValueError: as the wrapped layer does, on mismatched shapes.
     """
-    _check(x, mask, f'Bidirectional({type(self.layer).__name__})')
+    check_sequences(x, mask, f'Bidirectional({type(self.layer).__name__})')
     fwd = self.layer.copy(name='forward', reverse=False)
     bwd = self.layer.copy(name='backward', reverse=True)
     (k_f, b_f, step, w_f), (k_b, b_b, _, w_b) = fwd.cell(x.shape[-1]), bwd.cell(x.shape[-1])
