@@ -235,8 +235,14 @@ class Bidirectional(nn.Module):
     stack = lambda f, b, axis: jax.tree.map(lambda u, v: jnp.stack([u, v], axis), f, b)
     # Both directions' input projections in one matmul, d -> 2 x gh, laid out
     # [b, t, direction, gh] as the scan reads them.
-    x_proj = jnp.einsum('btd,dkg->btkg', _zero_padding(x, mask),
-                        stack(k_f, k_b, 1)) + stack(b_f, b_b, 0)
+    # As one 2-D matmul, not an einsum over [b, t, 2, gh]: XLA then forms the
+    # kernel's gradient from the 2-D cotangent, where the einsum made it copy
+    # that cotangent through a strided 4-D transpose first (13 of 178 ms in
+    # bilstm_attention's step on one CPU core; BENCHMARKS.md).
+    b, t, d = x.shape
+    kernel = stack(k_f, k_b, 1).reshape(d, -1)  # f32[d, 2 gh]
+    x_proj = (_zero_padding(x, mask).reshape(b * t, d) @ kernel).reshape(
+        b, t, 2, -1) + stack(b_f, b_b, 0)
     state = stack(fwd.initial_state(x.shape[0], x_proj.dtype),
                   bwd.initial_state(x.shape[0], x_proj.dtype), 1)
     # One scan carries both directions: half the sequential steps of two

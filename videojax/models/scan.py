@@ -163,12 +163,15 @@ def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps):
   """
   def run(carry, inputs, mask, weights):
     lengths = mask.sum(axis=1)
-    # Zero the padding so garbage (even inf/NaN) there cannot reach outputs or
-    # gradients through 0 * inf inside the cell.
-    inputs = jnp.where(_broadcast_mask(mask, inputs), inputs, 0)
 
     def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
       x_t, m_t = xm
+      # Zero the padding so garbage (even inf/NaN) there cannot reach outputs
+      # or gradients through 0 * inf inside the cell. Here in the step, not on
+      # the whole input before the loop: there its transpose fused with the
+      # layout copy of the input's cotangent into a slow strided loop (13.5 of
+      # 178 ms in bilstm_attention's step on one CPU core; BENCHMARKS.md).
+      x_t = jnp.where(_broadcast_mask(m_t, x_t), x_t, 0)
       new_c, y_t = cell_fn(c, x_t, *weights)
       new_c = jax.tree.map(
           lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
