@@ -100,6 +100,52 @@ def test_bilstm_matches_torch_packed(num_layers):
       np.testing.assert_allclose(c, c_n[2 * l + k], atol=ATOL)
 
 
+def test_bilstm_gradients_match_torch_packed():
+  # The LSTM forms its recurrent kernel's gradient after the loop
+  # (masked_scan's linear_recurrence); torch's autograd is the reference.
+  torch = pytest.importorskip('torch', reason='PyTorch reference not installed')
+  x, mask = _data()
+  rng = np.random.default_rng(3)
+  w_out = rng.normal(size=(B, T, 2 * H)).astype(np.float32)
+  w_h, w_c = (rng.normal(size=(2, B, H)).astype(np.float32) for _ in range(2))
+  torch.manual_seed(0)
+  ref = torch.nn.LSTM(D, H, bidirectional=True, batch_first=True)
+  with torch.no_grad():
+    for name, p in ref.named_parameters():
+      if name.startswith('bias'):
+        p.normal_()
+  packed = torch.nn.utils.rnn.pack_padded_sequence(
+      torch.from_numpy(x), torch.from_numpy(LENGTHS), batch_first=True,
+      enforce_sorted=False)
+  out, (h_n, c_n) = ref(packed)
+  out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+  loss = ((out * torch.from_numpy(w_out)).sum() + (h_n * torch.from_numpy(w_h)).sum()
+          + (c_n * torch.from_numpy(w_c)).sum())
+  loss.backward()
+  sd = {k: v.detach().numpy() for k, v in ref.named_parameters()}
+  grad = {k: v.grad.numpy() for k, v in ref.named_parameters()}
+  params = {}
+  for direction, suffix in (('forward', ''), ('backward', '_reverse')):
+    params[direction] = {'kernel': sd[f'weight_ih_l0{suffix}'].T,
+                         'recurrent_kernel': sd[f'weight_hh_l0{suffix}'].T,
+                         'bias': sd[f'bias_ih_l0{suffix}'] + sd[f'bias_hh_l0{suffix}']}
+  x_garbage = np.where(mask[..., None], x, 1e30).astype(np.float32)
+
+  def our_loss(p):
+    seq, ((h_f, c_f), (h_b, c_b)) = _bilstm_apply()({'params': p}, x_garbage, mask)
+    return ((seq * w_out).sum() + (jnp.stack([h_f, h_b]) * w_h).sum()
+            + (jnp.stack([c_f, c_b]) * w_c).sum())
+
+  ours = jax.grad(our_loss)(params)
+  for direction, suffix in (('forward', ''), ('backward', '_reverse')):
+    g = ours[direction]
+    np.testing.assert_allclose(g['kernel'], grad[f'weight_ih_l0{suffix}'].T, atol=ATOL)
+    np.testing.assert_allclose(g['recurrent_kernel'], grad[f'weight_hh_l0{suffix}'].T,
+                               atol=ATOL)
+    # torch's two biases get the same gradient; ours is their sum's.
+    np.testing.assert_allclose(g['bias'], grad[f'bias_ih_l0{suffix}'], atol=ATOL)
+
+
 def test_bilstm_matches_flax_bidirectional():
   x, mask = _data()
   rng = np.random.default_rng(1)

@@ -11,6 +11,7 @@ import torch
 
 from configs import default
 from videojax import sharding, train
+from videojax.models import rnn
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -57,11 +58,13 @@ def _while_bodies(hlo: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["gru", "bilstm_attention"])
-def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name):
+def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name, monkeypatch):
   """On 8 devices no all-reduce sits inside a scan's loop: each device sums its
   gradient over time, and the cross-device sum runs once (models/scan.py).
   Traced without the mesh context, XLA puts one in every backward loop body.
-  gru: masked_scan; bilstm_attention: bidirectional_scan, vmapped cell."""
+  gru: masked_scan; bilstm_attention: bidirectional_scan, vmapped cell, here
+  with the LSTM's recurrent kernel gradient formed in the loop as autodiff does."""
+  monkeypatch.setattr(rnn.LSTM, "linear_recurrence", False)
   state, steps, mesh = _state_and_steps(name, 8, 6, 12, 5)
   batch = sharding.put_batch(_batch(16, 6, 12, 5), mesh)
   lowered = lambda: steps.train.__wrapped__.lower(state, batch, jax.random.key(0))
@@ -72,6 +75,12 @@ def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name):
   assert not [b for b in bodies if "all-reduce(" in b]
   # The check can fail: without the mesh context the partitioner's per-step sums come back.
   assert [b for b in _while_bodies(lowered().compile().as_text()) if "all-reduce(" in b]
+  if name == "bilstm_attention":
+    # With the LSTM's own setting, the loop computes no kernel gradient at all:
+    # no per-step sum even without the mesh context.
+    monkeypatch.setattr(rnn.LSTM, "linear_recurrence", True)
+    state, steps, mesh = _state_and_steps(name, 8, 6, 12, 5)  # new steps: a new trace
+    assert not [b for b in _while_bodies(lowered().compile().as_text()) if "all-reduce(" in b]
 
 
 def test_train_step_on_8_devices_equals_1_device():

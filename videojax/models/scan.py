@@ -16,6 +16,7 @@ once after it. Weights must therefore reach the cell through `weights`, not a
 Python closure: closed-over arrays would be summed inside the loop again.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -154,33 +155,83 @@ def _check_mask(inputs: jax.Array, mask: jax.Array, where: str) -> jax.Array:
   return mask.astype(bool)
 
 
-def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps):
+def _loop(cell_fn, carry, xs, mask_tm, weights):
+  """lax.scan of `cell_fn` over time-major xs f32[t, b, ...] and mask_tm bool[t, b]."""
+  def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
+    x_t, m_t = xm
+    # Zero the padding so garbage (even inf/NaN) there cannot reach outputs
+    # or gradients through 0 * inf inside the cell. Here in the step, not on
+    # the whole input before the loop: there its transpose fused with the
+    # layout copy of the input's cotangent into a slow strided loop (13.5 of
+    # 178 ms in bilstm_attention's step on one CPU core; BENCHMARKS.md).
+    x_t = jnp.where(_broadcast_mask(m_t, x_t), x_t, 0)
+    new_c, y_t = cell_fn(c, x_t, *weights)
+    new_c = jax.tree.map(
+        lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
+    y_t = jax.tree.map(
+        lambda y: jnp.where(_broadcast_mask(m_t, y), y, jnp.zeros_like(y)), y_t)
+    return new_c, y_t
+  return jax.lax.scan(step, carry, (xs, mask_tm))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _linear_recurrence_loop(cell_fn, carry, xs, mask_tm, recurrent_kernel):
+  """`_loop` for a cell whose one weight U enters as x_t + y_{t-1} @ U (an LSTM).
+
+  The gradient is autodiff's, but U's part is formed after the loop: since
+  the cotangent of x_t is that of the sum, dU = sum_t y_{t-1}^T dx_t, one
+  matmul of the stacked outputs and input cotangents. Autodiff does one small
+  matmul per step inside the backward loop instead (about 10 of 145 ms in
+  bilstm_attention's step on one CPU core; BENCHMARKS.md).
+  """
+  return _loop(cell_fn, carry, xs, mask_tm, (recurrent_kernel,))
+
+
+def _linear_recurrence_fwd(cell_fn, carry, xs, mask_tm, recurrent_kernel):
+  frozen = jax.lax.stop_gradient(recurrent_kernel)  # no per-step gradient of U
+  out, pullback = jax.vjp(
+      lambda c, x: _loop(cell_fn, c, x, mask_tm, (frozen,)), carry, xs)
+  return out, (pullback, out[1], jax.tree.leaves(carry)[0], recurrent_kernel.shape)
+
+
+def _linear_recurrence_bwd(cell_fn, res, g):
+  del cell_fn
+  pullback, ys, y0, kernel_shape = res
+  d_carry, d_xs = pullback(g)
+  # What each step multiplied by U: the previous step's output, the initial
+  # carry's first leaf at step 0. At padded steps d_xs is 0 (the step zeroes
+  # them), so whatever stands there adds nothing.
+  y_prev = jnp.concatenate([y0[None], ys[:-1]])  # f32[t, b, ..., h]
+  n = y_prev.shape[0] * y_prev.shape[1]
+  d_kernel = jnp.einsum('nkh,nkg->khg', y_prev.reshape(n, -1, y_prev.shape[-1]),
+                        d_xs.reshape(n, -1, d_xs.shape[-1]))
+  return d_carry, d_xs, None, d_kernel.reshape(kernel_shape)
+
+
+_linear_recurrence_loop.defvjp(_linear_recurrence_fwd, _linear_recurrence_bwd)
+
+
+def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps,
+          linear_recurrence=False):
   """The loop of both scans, on each device's rows under a data mesh.
 
   `to_steps(x: [b, t, ...], lengths) -> [t, b, ...]` orders the inputs as the
   loop reads them and `from_steps` orders its outputs back; both run on the
   local rows, so neither moves data between devices.
   """
+  if linear_recurrence and len(weights) != 1:
+    raise ValueError('linear_recurrence needs exactly one weight, the recurrent '
+                     f'kernel; got {len(weights)}')
+
   def run(carry, inputs, mask, weights):
     lengths = mask.sum(axis=1)
-
-    def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
-      x_t, m_t = xm
-      # Zero the padding so garbage (even inf/NaN) there cannot reach outputs
-      # or gradients through 0 * inf inside the cell. Here in the step, not on
-      # the whole input before the loop: there its transpose fused with the
-      # layout copy of the input's cotangent into a slow strided loop (13.5 of
-      # 178 ms in bilstm_attention's step on one CPU core; BENCHMARKS.md).
-      x_t = jnp.where(_broadcast_mask(m_t, x_t), x_t, 0)
-      new_c, y_t = cell_fn(c, x_t, *weights)
-      new_c = jax.tree.map(
-          lambda n, o: jnp.where(_broadcast_mask(m_t, n), n, o), new_c, c)
-      y_t = jax.tree.map(
-          lambda y: jnp.where(_broadcast_mask(m_t, y), y, jnp.zeros_like(y)), y_t)
-      return new_c, y_t
+    xs = to_steps(inputs, lengths)
     # A prefix mask is unchanged by reversing within length, so the step mask
     # is the time-major mask for either direction.
-    final, ys = jax.lax.scan(step, carry, (to_steps(inputs, lengths), mask.T))
+    if linear_recurrence:
+      final, ys = _linear_recurrence_loop(cell_fn, carry, xs, mask.T, weights[0])
+    else:
+      final, ys = _loop(cell_fn, carry, xs, mask.T, weights)
     return final, jax.tree.map(lambda y: from_steps(y, lengths), ys)
 
   if not _data_parallel(mask.shape[0]):
@@ -204,6 +255,7 @@ def masked_scan(
     *,
     weights: tuple[Any, ...] = (),
     reverse: bool = False,
+    linear_recurrence: bool = False,
 ) -> tuple[Carry, Output]:
   """Runs `cell_fn` over time on right-padded sequences, ignoring padding.
 
@@ -218,6 +270,10 @@ def masked_scan(
     reverse: run each sequence backward over its real steps only: sequence i
       starts at its own last real step, not at the padding. Outputs are still
       returned in forward time order.
+    linear_recurrence: the cell has one weight, U, and it enters only as
+      `x_t + y_{t-1} @ U`, y_{t-1} the cell's previous output (the carry's first
+      leaf at step 0), as in an LSTM. U's gradient is then one matmul after the
+      loop rather than one per step inside it; the values are autodiff's.
 
   Returns:
     (final_carry, outputs): the carry after each sequence's last processed
@@ -225,8 +281,8 @@ def masked_scan(
     pytree of [b, t, ...] arrays with zeros at padded steps.
 
   Raises:
-    ValueError: if `mask.shape != inputs.shape[:2]`, or if a concrete mask is
-      not a prefix mask.
+    ValueError: if `mask.shape != inputs.shape[:2]`, if a concrete mask is
+      not a prefix mask, or with linear_recurrence and not one weight.
   """
   mask = _check_mask(inputs, mask, 'masked_scan')
   # lax.scan walks the leading axis, so go time-major and back.
@@ -236,7 +292,8 @@ def masked_scan(
     from_steps = lambda y, lengths: reverse_within_length(time_major(y), lengths)
   else:
     to_steps = from_steps = lambda x, lengths: time_major(x)
-  return _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps)
+  return _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps,
+               linear_recurrence)
 
 
 def bidirectional_scan(
@@ -246,6 +303,7 @@ def bidirectional_scan(
     mask: jax.Array,
     *,
     weights: tuple[Any, ...] = (),
+    linear_recurrence: bool = False,
 ) -> tuple[Carry, Output]:
   """`masked_scan` of two directions at once: one loop, both read from step 0.
 
@@ -262,6 +320,8 @@ def bidirectional_scan(
       order.
     mask: bool[b, t], True on a prefix of real steps per sequence.
     weights: as for `masked_scan`.
+    linear_recurrence: as for `masked_scan` (U then carries the direction
+      axis: f32[2, h, g]).
 
   Returns:
     (final_carry, outputs): as for `masked_scan`; outputs are [b, t, 2, ...]
@@ -276,4 +336,4 @@ def bidirectional_scan(
         'bidirectional_scan: inputs must be f32[b, t, 2, ...] (axis 2 is the '
         f'direction); got shape {tuple(inputs.shape)}')
   return _scan(cell_fn, carry, inputs, mask, weights, to_scan_order,
-               from_scan_order)
+               from_scan_order, linear_recurrence)
