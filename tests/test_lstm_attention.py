@@ -278,6 +278,45 @@ def test_self_attention_matches_torch_key_padding_mask():
   assert np.isfinite(got).all()
 
 
+class _FlaxSelfAttention(nn.Module):
+  """SelfAttention as it was built on flax's own layer: the reference."""
+  num_heads: int
+  dropout_rate: float
+
+  @nn.compact
+  def __call__(self, x, mask, *, train):
+    x = jnp.where(mask[..., None], x, 0)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+        kernel_init=nn.initializers.xavier_uniform(), name='attention',
+    )(x, mask=mask[:, None, None, :], deterministic=not train)
+    return jnp.where(mask[..., None], y, 0)
+
+
+def test_self_attention_matches_flax_multi_head_attention():
+  # Same param tree and initial values, same outputs (dropout included: the
+  # same 'dropout' rng draws the same mask) and same gradients.
+  d, heads = 12, 3
+  x, mask = _data(d=d)
+  ours, ref = SelfAttention(heads, dropout_rate=0.3), _FlaxSelfAttention(heads, 0.3)
+  params = ours.init(jax.random.key(0), x, mask, train=False)
+  ref_params = ref.init(jax.random.key(0), x, mask, train=False)
+  assert jax.tree.structure(params) == jax.tree.structure(ref_params)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)):
+    np.testing.assert_array_equal(a, b)
+  params = jax.tree.map(  # nonzero biases, so a misplaced one shows
+      lambda p: p + jax.random.normal(jax.random.key(p.size), p.shape), params)
+  for train in (False, True):
+    run = lambda m, p: m.apply(p, x, mask, train=train, rngs={'dropout': jax.random.key(7)})  # noqa: E731
+    np.testing.assert_allclose(run(ours, params), run(ref, params), atol=ATOL)
+    loss = lambda m: lambda p: (run(m, p) ** 2).sum()  # noqa: E731
+    for a, b in zip(jax.tree.leaves(jax.grad(loss(ours))(params)),
+                    jax.tree.leaves(jax.grad(loss(ref))(params))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  dropped = ours.apply(params, x, mask, train=True, rngs={'dropout': jax.random.key(7)})
+  assert not np.allclose(dropped, ours.apply(params, x, mask, train=False))
+
+
 GRAD_LENGTHS = (5, 2)
 
 
