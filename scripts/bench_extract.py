@@ -11,11 +11,6 @@ everywhere (a warm-up call first). Prints a Markdown table with the machine and 
 """
 import os
 
-from videojax import hugepages  # The standard library only: light.
-
-if __name__ == "__main__":
-  hugepages.restart_with_hugepages()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import concurrent.futures  # noqa: E402

@@ -6,11 +6,6 @@ the mean-pool baseline, evaluates both on the test split and prints a table.
 import os
 import time
 
-from videojax import hugepages  # The standard library only: light.
-
-if __name__ == "__main__":
-  hugepages.restart_with_hugepages()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402

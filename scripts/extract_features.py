@@ -8,11 +8,6 @@ in a multi-host run (see scripts/train.py) they default to the process index and
 """
 import os
 
-from videojax import hugepages  # The standard library only: light.
-
-if __name__ == "__main__":
-  hugepages.restart_with_hugepages()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402

@@ -14,11 +14,6 @@ their own: on several devices their time includes waiting for the slowest device
 """
 import os
 
-from videojax import hugepages  # The standard library only: light.
-
-if __name__ == "__main__":
-  hugepages.restart_with_hugepages()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_xprof_traceme=true")
 
