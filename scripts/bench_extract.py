@@ -11,6 +11,11 @@ everywhere (a warm-up call first). Prints a Markdown table with the machine and 
 """
 import os
 
+from videojax import malloc  # The standard library only: light.
+
+if __name__ == "__main__":
+  malloc.restart_with_mimalloc()  # First: it re-executes this script.
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import concurrent.futures  # noqa: E402

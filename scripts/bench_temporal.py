@@ -25,6 +25,11 @@ measurement, not part of training.
 """
 import os
 
+from videojax import malloc  # The standard library only: light.
+
+if __name__ == "__main__":
+  malloc.restart_with_mimalloc()  # First: it re-executes this script.
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -459,6 +464,8 @@ def header(config, batch: dict[str, np.ndarray], references: list[str]) -> list[
       f"- jax devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
       f"ours uses {_NUM_DEVICES.value or len(devices)}",
       f"- versions: {versions(references)}",
+      f"- malloc: LD_PRELOAD={os.environ.get('LD_PRELOAD') or '(none: glibc)'}, the same for "
+      "every implementation (one process; see videojax/malloc.py)",
       f"- batch b={_BATCH.value}, k={_CLASSES.value} classes; lengths per clip: half full, "
       f"half uniform in [t/4, t] (for the first t: mean {lengths.mean():.1f}, "
       f"min {lengths.min()})",

@@ -6,6 +6,11 @@ the mean-pool baseline, evaluates both on the test split and prints a table.
 import os
 import time
 
+from videojax import malloc  # The standard library only: light.
+
+if __name__ == "__main__":
+  malloc.restart_with_mimalloc()  # First: it re-executes this script.
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402

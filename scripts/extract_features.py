@@ -8,6 +8,11 @@ in a multi-host run (see scripts/train.py) they default to the process index and
 """
 import os
 
+from videojax import malloc  # The standard library only: light.
+
+if __name__ == "__main__":
+  malloc.restart_with_mimalloc()  # First: it re-executes this script.
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402

@@ -14,6 +14,11 @@ their own: on several devices their time includes waiting for the slowest device
 """
 import os
 
+from videojax import malloc  # The standard library only: light.
+
+if __name__ == "__main__":
+  malloc.restart_with_mimalloc()  # First: it re-executes this script.
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_xprof_traceme=true")
 

@@ -9,6 +9,11 @@ Multi-host: run it on every host with --coordinator_address/--num_processes/--pr
 """
 import os
 
+from videojax import malloc  # The standard library only: light.
+
+if __name__ == "__main__":
+  malloc.restart_with_mimalloc()  # First: it re-executes this script.
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
