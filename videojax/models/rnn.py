@@ -58,8 +58,9 @@ class _Recurrent(nn.Module):
 
   A subclass defines `cell(d)` (its params, created there, and its step) and
   `finish`, and sets `linear_recurrence` (see `masked_scan`) where its step
-  adds `h @ recurrent_kernel` to the projected input and nothing else. The input projection has no recurrence, so it is one big matmul
-  over all steps; only the small h x gh matmul stays in the step.
+  adds `h @ recurrent_kernel` to the projected input and nothing else. The
+  input projection has no recurrence, so it is one big matmul over all steps;
+  only the small h x gh matmul stays in the step.
   """
 
   linear_recurrence = False  # A class constant, not a module field.
