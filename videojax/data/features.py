@@ -567,13 +567,15 @@ def plan_shards(features_dir: pathlib.Path, split: str, items: Sequence, shard_s
       renamed += 1
     else:
       todo.append((path, chunk))
-  if echo is not None and (changed or renamed or damaged or others):
-    stale = len(others) - renamed
-    echo(f"{split}: the clip list differs from the shards in {features_dir}: {kept} shard(s) "
-         f"kept, {renamed} reused from a shard count of another list, {changed} to re-extract "
-         f"because their clips changed, {damaged} unreadable to re-extract"
-         + (f"; {stale} stale shard(s) of another count are removed once the new "
-            f"{count} are whole" if stale > 0 else ""))
+  stale = len(others) - renamed
+  if echo is not None and (changed or renamed or damaged or stale):
+    parts = [f"{kept} shard(s) kept", f"{changed} to re-extract because their clips changed",
+             f"{renamed} reused from the shards of another count",
+             f"{damaged} unreadable to re-extract",
+             f"{stale} stale shard(s) of another count to remove once the {count} new ones "
+             "are whole"]
+    echo(f"{split}: the clip list differs from the shards in {features_dir}: "
+         + ", ".join(x for x in parts if not x.startswith("0 ")))
   return todo, kept + renamed
 
 
