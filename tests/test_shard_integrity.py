@@ -148,3 +148,17 @@ def test_a_write_failing_inside_hdf5_exits_cleanly_not_with_a_segfault(tmp_path)
   assert r.returncode == 3, (r.returncode, r.stderr)  # Was 139: HDF5 crashed closing the file.
   assert f"{path}: cannot write the shard" in r.stdout and "needs" in r.stdout
   assert not list(tmp_path.iterdir())
+
+
+def test_resume_replans_an_unreadable_shard_instead_of_failing(shards):
+  index, _ = F.read_index(shards, "train")
+  items = [(v, int(l), None) for v, l in zip(index.video_ids, index.labels)]  # As import plans.
+  bad = shards / F.shard_name("train", 1, 3)
+  bad.write_bytes(bad.read_bytes()[:1000])  # Truncated, e.g. by a copy that ran out of space.
+  messages = []
+  todo, kept = F.plan_shards(shards, "train", items, 6, {"backbone": "test", "num_frames": 6},
+                             echo=messages.append)
+  assert [(p, [i[0] for i in chunk]) for p, chunk in todo] == [(bad, index.video_ids[6:12])]
+  assert kept == 2 and messages == [
+      f"train: shards in {shards} checked against the clip list: 2 shard(s) kept, "
+      "1 unreadable to re-extract"]

@@ -324,7 +324,8 @@ def verify_features(config: ml_collections.ConfigDict, *, splits: Sequence[str] 
 
   Raises:
     ValueError: config.data.features_dir is empty or not a directory.
-    FeatureError: some shards were damaged; it names them and says what to run.
+    FeatureError: no shard to verify, or some shards were damaged (it names
+      them and says what to run).
   """
   if not config.data.features_dir:
     raise ValueError("config.data.features_dir is empty; set --config.data.features_dir=PATH")
@@ -333,6 +334,9 @@ def verify_features(config: ml_collections.ConfigDict, *, splits: Sequence[str] 
     raise ValueError(f"{features_dir}: no such features directory; check "
                      "--config.data.features_dir")
   bad, checked, unchecked = features_lib.verify_shards(features_dir, splits)
+  if not checked:
+    raise features_lib.FeatureError(f"{features_dir}: no feature shards of {', '.join(splits)} "
+                                    "to verify; run scripts/extract_features.py first")
   for dest, reason in bad:
     echo(f"damaged: {reason}; moved to {dest}")
   if bad:

@@ -287,11 +287,15 @@ def write_bytes_atomic(path: pathlib.Path, data: bytes | memoryview) -> None:
     os.replace(tmp, path)
   except BaseException as e:
     tmp.unlink(missing_ok=True)
-    if isinstance(e, OSError):
-      raise OSError(e.errno, f"{path}: cannot write the shard ({e.strerror or _one_line(e)}); "
-                    f"it needs {_mb(len(data))}, {_mb(shutil.disk_usage(path.parent).free)} "
-                    f"free on {path.parent}; {fix}") from e
-    raise
+    if not isinstance(e, OSError):
+      raise
+    why = e.strerror or _one_line(e)
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+      raise OSError(e.errno, f"{path}: cannot write the shard ({why}); check that "
+                    f"{path.parent} is writable") from e
+    raise OSError(e.errno, f"{path}: cannot write the shard ({why}); it needs "
+                  f"{_mb(len(data))}, {_mb(shutil.disk_usage(path.parent).free)} free on "
+                  f"{path.parent}; {fix}") from e
 
 
 def shard_paths(features_dir: str | os.PathLike, split: str) -> list[pathlib.Path]:
@@ -336,9 +340,13 @@ def read_shard_attrs(path: str | os.PathLike) -> dict:
   if attrs.get("format_version") != FORMAT_VERSION:
     raise FeatureError(f"{path}: feature format {attrs.get('format_version')}, "
                        f"this code reads {FORMAT_VERSION}")
-  return {"spec": json.loads(attrs["spec"]), "spec_hash": str(attrs["spec_hash"]),
-          "class_names": json.loads(attrs["class_names"]),
-          "failed": json.loads(attrs["failed"])}
+  try:
+    return {"spec": json.loads(attrs["spec"]), "spec_hash": str(attrs["spec_hash"]),
+            "class_names": json.loads(attrs["class_names"]),
+            "failed": json.loads(attrs["failed"])}
+  except (KeyError, ValueError) as e:  # Attributes are not checksummed: damage shows here.
+    raise FeatureError(f"{path}: damaged feature shard (attribute {_one_line(e)}); "
+                       f"{REPAIR_HINT}") from e
 
 
 def describe_mismatch(expected: Mapping[str, object], found: Mapping[str, object]) -> str:
@@ -574,7 +582,7 @@ def plan_shards(features_dir: pathlib.Path, split: str, items: Sequence, shard_s
              f"{damaged} unreadable to re-extract",
              f"{stale} stale shard(s) of another count to remove once the {count} new ones "
              "are whole"]
-    echo(f"{split}: the clip list differs from the shards in {features_dir}: "
+    echo(f"{split}: shards in {features_dir} checked against the clip list: "
          + ", ".join(x for x in parts if not x.startswith("0 ")))
   return todo, kept + renamed
 
