@@ -7,8 +7,9 @@ padding frames cost no compute and there is one compile. A shard already on
 disk with the same settings and exactly the clips planned for it is skipped:
 an interrupted run picks up where it stopped, also after the clip list was
 edited (see `features.plan_shards`). `verify_features` (--verify) reads every
-shard whole and moves damaged ones aside for the next run to rewrite. Clips that cannot be decoded are skipped, recorded in their shard and
-listed in `failed_videos.csv`.
+shard whole and moves damaged ones aside for the next run to rewrite. Clips
+that cannot be decoded are skipped, recorded in their shard and listed in
+`failed_videos.csv`.
 """
 from __future__ import annotations
 
@@ -286,7 +287,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
     plan, done = features_lib.plan_shards(features_dir, split, examples, size, spec,
                                           worker, num_workers, echo=echo)
     todo, skipped = todo + plan, skipped + done
-    counts[split] = max(1, -(-len(examples) // size))
+    counts[split] = features_lib.shard_count(len(examples), size)
 
   echo(f"Extracting {sum(len(e) for _, e in todo)} clips in {len(todo)} shards "
        f"({skipped} shards already complete) with {spec['backbone']} on {n_dev} device(s) "

@@ -464,6 +464,11 @@ def check_spec_file(features_dir: pathlib.Path, spec: dict[str, Any],
     write_json_atomic(path, record)
 
 
+def shard_count(num_items: int, shard_size: int) -> int:
+  """How many shards `num_items` clips fill (at least 1: an empty split has one empty shard)."""
+  return max(1, -(-num_items // shard_size))
+
+
 def _id_and_label(item) -> tuple[str, int]:
   """(video_id, label) of a planned clip: a ucf101.Example or a (video_id, label, ...) tuple."""
   if hasattr(item, "video_id"):
@@ -534,7 +539,7 @@ def plan_shards(features_dir: pathlib.Path, split: str, items: Sequence, shard_s
     FeatureError: a shard on disk made with other settings.
   """
   todo, kept, renamed, changed, damaged = [], 0, 0, 0, 0
-  count = max(1, -(-len(items) // shard_size))
+  count = shard_count(len(items), shard_size)
   expected = spec_hash(spec)
   on_disk = _shards_on_disk(features_dir, split)
   others = sorted(p for (_, c), p in on_disk.items() if c != count)
