@@ -101,7 +101,8 @@ def test_a_full_disk_fails_naming_the_path_and_space_and_leaves_nothing(tmp_path
   arrays = dict(features=np.ones((4, 3, 2)), lengths=np.full(4, 3), labels=np.zeros(4, int),
                 video_ids=list("abcd"), class_names=["a"], spec={"t": 3})
   monkeypatch.setattr(shutil, "disk_usage", lambda p: type("U", (), {"free": 100})())
-  with pytest.raises(OSError, match=rf"{path}: not enough disk space.*needs .* MB, 0.0 MB free") as e:
+  message = rf"{path}: not enough disk space.*needs .* MB, 0.0 MB free"
+  with pytest.raises(OSError, match=message) as e:
     F.write_shard(path, **arrays)
   assert e.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
 
