@@ -211,6 +211,22 @@ def test_folders_pool_without_group_names_splits_clips(tmp_path):
   assert {e.group for e in train + test} == {""}
 
 
+def test_folders_pool_split_clip_by_clip_before_is_not_completed(tmp_path):
+  """A pool's test split now follows source videos: shards of the old split are refused."""
+  c = _extract_config(_pool(tmp_path / "pool"), tmp_path / "features", layout="folders")
+  spec = extract.extraction_spec(c)
+  assert spec["groups"] == "source"
+  old = {k: v for k, v in spec.items() if k != "groups"}  # as extracted before
+  features_dir = pathlib.Path(c.data.features_dir)
+  features_dir.mkdir()
+  F.check_spec_file(features_dir, old, ["Archery", "YoYo"])
+  before = (features_dir / F.SPEC_FILE).read_bytes()
+  with pytest.raises(F.FeatureError, match=r"other settings \(groups: expected 'source', "
+                                           r"found None\); use another features directory"):
+    F.check_spec_file(features_dir, spec, ["Archery", "YoYo"])
+  assert (features_dir / F.SPEC_FILE).read_bytes() == before
+
+
 @pytest.mark.parametrize("video_id, group", [
     ("cats/srcA_clip1", "cats/srcA"),
     ("cats/srcA_c01", "cats/srcA"),
@@ -251,6 +267,8 @@ def test_folders_train_and_test_subfolders(tmp_path):
     _write(tmp_path / sub / cls / name)
   c = _data(tmp_path, layout="folders")
   assert datasets.class_names(c) == ["a", "b"]
+  # The groups do not move clips between train/ and test/: the spec is as before.
+  assert datasets.split_spec(c) == {"layout": "folders", "test_fraction": 0.3, "split_seed": 0}
   assert [(e.video_id, e.label) for e in datasets.read_split(c, "train")] == [
       ("train/a/y", 0), ("train/a/z", 0), ("train/b/x", 1)]
   test = datasets.read_split(c, "test")

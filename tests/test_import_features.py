@@ -184,6 +184,7 @@ def test_groups_from_the_csv_column_else_the_names_are_stored(tmp_path):
     sources = lambda fs: {index.groups[index.video_ids.index(v)] for v in fs.video_ids}
     assert len(held) == 4 and not sources(rest) & sources(held)
     assert F.read_index(out, "test")[0].groups == ["Jump9", "Run9"]
+    assert source.description.get("group_column") == ("group" if name == "by_column" else None)
   # A UCF-101 root: the gNN of each name.
   src_ucf, root, _ = _dataset(tmp_path / "ucf_case")
   I.import_features(src_ucf, tmp_path / "ucf_out", split_source=I.ucf_split_source(root),

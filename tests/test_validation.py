@@ -99,6 +99,15 @@ def test_val_list_holds_out_exactly_the_listed_clips(tmp_path):
                                            echo=messages.append)
   assert held.video_ids == [ids[0], ids[5]] and rest.video_ids == ids[1:5] + ids[6:]
   assert messages == []  # The user chose: no group warning.
+  # Known groups cut in two by the list: one warning naming them.
+  _shard(tmp_path, "train", ids, labels, groups=[_source(v) for v in ids])
+  rest, held = validation.split_validation(_index(tmp_path), 0.25, 0, val_list=str(listed),
+                                           echo=messages.append)
+  assert held.video_ids == [ids[0], ids[5]]
+  assert messages == [f"WARNING: {listed} (config.data.val_list) holds out some clips of 2 "
+                      f"group(s) and trains on the others ('{_source(ids[0])}', "
+                      f"'{_source(ids[5])}'); near-duplicates on both sides inflate validation "
+                      "accuracy: list whole groups"]
 
 
 @pytest.mark.parametrize("text, message", [

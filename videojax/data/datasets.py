@@ -627,14 +627,16 @@ def split_spec(data_config) -> dict[str, Any]:
 
   {} for ucf101, so features extracted before layouts existed keep their hash;
   else {'layout': name} plus the layout's keys that move clips between subsets.
-  folders adds 'groups': 'source', since a pool's test split is drawn by
-  `source_group` since then: a features_dir split clip by clip is refused
-  rather than completed with shards of another split.
+  A folders pool (no train/ and test/) adds 'groups': 'source': its test
+  split is drawn by `source_group` groups since these exist, so a
+  features_dir split clip by clip before is refused rather than completed
+  with shards of another split.
   """
   name = layout_name(data_config)
   if name == "ucf101":
     return {}
   spec = {"layout": name, **{k: _key(data_config, k) for k in _LAYOUTS[name].spec_keys}}
-  if name == "folders":
+  root = pathlib.Path(_key(data_config, "root"))
+  if name == "folders" and not any((root / s).is_dir() for s in SUBSETS):
     spec["groups"] = "source"
   return spec

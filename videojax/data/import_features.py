@@ -172,6 +172,7 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
     jobs = [(pathlib.Path(files), None)]
   rows: dict[str, list[tuple[str, str]]] = {}
   groups: dict[str, str] = {}
+  group_columns: set[str] = set()
   seen: dict[str, str] = {}
   for path, fixed_split in jobs:
     if not path.is_file():
@@ -199,6 +200,7 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
         rows.setdefault(split, []).append((vid, label))
         if gcol and (row.get(gcol) or "").strip():
           groups[vid] = row[gcol].strip()
+          group_columns.add(gcol)
   for path, split in jobs:
     if not rows or (split and split not in rows):
       raise ValueError(f"{path}: no videos listed")
@@ -208,6 +210,8 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
   description: dict[str, Any] = {f"{s}_csv" if s else "csv": str(p.resolve()) for p, s in jobs}
   if split_column:
     description["split_column"] = split_column
+  if group_columns:  # In the spec: shards made without the groups are refused, not kept.
+    description["group_column"] = ",".join(sorted(group_columns))
   return SplitSource(class_names=class_names, splits=splits, description=description,
                      groups=groups)
 

@@ -41,8 +41,16 @@ def no_group_warning(unknown: int, total: int) -> str:
           "from), so validation holds them out clip by clip and near-duplicates of one video "
           "can land on both sides, inflating validation accuracy. Fix: give each clip a "
           "group (a 'group' column in the CSV, or names like <source>_clip<n>) and extract "
-          "again, or list the validation clips in a file, one video_id a line, and pass "
-          "--config.data.val_list=FILE")
+          "again into a new features_dir, or list the validation clips in a file, one "
+          "video_id a line, and pass --config.data.val_list=FILE")
+
+
+def split_groups_warning(path: str, groups: Sequence[str]) -> str:
+  """The one line printed when a val_list leaves clips of its groups in training."""
+  shown = ", ".join(repr(g) for g in groups[:3]) + (", ..." if len(groups) > 3 else "")
+  return (f"WARNING: {path} (config.data.val_list) holds out some clips of {len(groups)} "
+          f"group(s) and trains on the others ({shown}); near-duplicates on both sides "
+          "inflate validation accuracy: list whole groups")
 
 
 def read_val_list(path: str | os.PathLike, video_ids: Sequence[str]) -> list[str]:
@@ -91,9 +99,10 @@ def split_validation(fs: FeatureSet, fraction: float, seed: int, val_list: str =
                      echo: Callable[[str], None] = print) -> tuple[FeatureSet, FeatureSet]:
   """(rest, held out) of the training split, from ids, labels and groups only.
 
-  With `val_list`, exactly the clips it lists are held out. Else about
-  `fraction` of each class's groups (`ucf101.split_by_group`); when some
-  clips have no group, `echo` gets one warning line (`no_group_warning`).
+  With `val_list`, exactly the clips it lists are held out (`echo` gets one
+  warning line if that cuts known groups in two). Else about `fraction` of
+  each class's groups (`ucf101.split_by_group`); when some clips have no
+  group, `echo` gets one warning line (`no_group_warning`).
 
   Args:
     fs: the training split (features may be empty: `features.read_index`).
@@ -109,6 +118,10 @@ def split_validation(fs: FeatureSet, fraction: float, seed: int, val_list: str =
     held_ids = set(read_val_list(val_list, fs.video_ids))
     held = [i for i, v in enumerate(fs.video_ids) if v in held_ids]
     rest = [i for i, v in enumerate(fs.video_ids) if v not in held_ids]
+    groups = clip_groups(fs)
+    cut = {groups[i] for i in held} & {groups[i] for i in rest} - {""}
+    if cut:
+      echo(split_groups_warning(val_list, sorted(cut)))
     return fs.take(rest), fs.take(held)
   groups = clip_groups(fs)
   unknown = sum(not g for g in groups)
