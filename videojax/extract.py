@@ -224,7 +224,7 @@ def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, emb
       path, features=feats[ok], lengths=lengths[ok],
       labels=np.array([examples[i].label for i in ok], np.int32),
       video_ids=[examples[i].video_id for i in ok], class_names=class_names, spec=spec,
-      failed=failed)
+      failed=failed, groups=[examples[i].group for i in ok])
   return failed
 
 

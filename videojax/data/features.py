@@ -7,6 +7,8 @@ A feature directory holds, for each split, shards named
   lengths    i32[n]        number of real frames of each clip (the mask)
   labels     i32[n]        0-indexed class
   video_ids  str[n]        path relative to the dataset root, without extension
+  groups     str[n]        optional: each clip's group ("" unknown), which
+                           validation keeps whole (`videojax.data.validation`)
 
 and attributes `spec` (JSON of the extraction settings), `spec_hash`,
 `class_names` (JSON), `failed` (JSON list of [video_id, reason]) and
@@ -121,6 +123,8 @@ class FeatureSet:
     class_names: k names, index = label.
     spec: the extraction settings the features were made with.
     failed: [video_id, reason] of clips that could not be extracted.
+    groups: n groups ("" unknown) where the shards store them (`read_index`),
+      else None.
   """
   features: np.ndarray
   lengths: np.ndarray
@@ -129,6 +133,7 @@ class FeatureSet:
   class_names: list[str]
   spec: dict
   failed: list[list[str]]
+  groups: list[str] | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -147,7 +152,8 @@ class FeatureSet:
     return dataclasses.replace(
         self, features=self.features[indices], lengths=self.lengths[indices],
         labels=self.labels[indices],
-        video_ids=[self.video_ids[i] for i in indices])
+        video_ids=[self.video_ids[i] for i in indices],
+        groups=None if self.groups is None else [self.groups[i] for i in indices])
 
 
 def subsample_frames(fs: FeatureSet, num_frames: int) -> FeatureSet:
@@ -212,7 +218,8 @@ def validate_arrays(features: np.ndarray, lengths: np.ndarray, labels: np.ndarra
 def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.ndarray,
                 labels: np.ndarray, video_ids: Sequence[str], class_names: Sequence[str],
                 spec: Mapping[str, object], failed: Sequence[Sequence[str]] = (),
-                compression_level: int = 4) -> pathlib.Path:
+                compression_level: int = 4,
+                groups: Sequence[str] | None = None) -> pathlib.Path:
   """Writes one shard atomically (temporary file, then rename).
 
   Args:
@@ -225,6 +232,7 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     spec: extraction settings; its hash marks the shard.
     failed: [video_id, reason] of the shard's clips that could not be extracted.
     compression_level: gzip level.
+    groups: n groups ("" unknown), stored as `groups`; None stores none.
 
   Raises:
     FeatureError: inconsistent shapes, bad lengths or labels, or non-finite values
@@ -238,6 +246,8 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
   validate_arrays(features, lengths, labels, len(class_names), str(path))
   if len(video_ids) != len(labels):
     raise FeatureError(f"{path}: {len(video_ids)} video ids for {len(labels)} examples")
+  if groups is not None and len(groups) != len(labels):
+    raise FeatureError(f"{path}: {len(groups)} groups for {len(labels)} examples")
   _, t, d = features.shape
   # The file is built in memory and written with plain file I/O: HDF5 1.14 writing to a
   # full disk fails inside its close and then segfaults (exit 139) freeing the dataset
@@ -251,6 +261,8 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     f.create_dataset("lengths", data=lengths, fletcher32=True)
     f.create_dataset("labels", data=labels, fletcher32=True)
     f.create_dataset("video_ids", data=list(video_ids), dtype=h5py.string_dtype())
+    if groups is not None:
+      f.create_dataset("groups", data=list(groups), dtype=h5py.string_dtype())
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["spec"] = json.dumps(dict(spec), sort_keys=True, default=str)
     f.attrs["spec_hash"] = spec_hash(spec)
@@ -416,7 +428,9 @@ def concat(parts: Sequence[FeatureSet]) -> FeatureSet:
       lengths=np.concatenate([p.lengths for p in parts]),
       labels=np.concatenate([p.labels for p in parts]),
       video_ids=[v for p in parts for v in p.video_ids],
-      failed=[f for p in parts for f in p.failed])
+      failed=[f for p in parts for f in p.failed],
+      groups=(None if any(p.groups is None for p in parts)
+              else [g for p in parts for g in p.groups]))
 
 
 def read_index(features_dir: str | os.PathLike, split: str) -> tuple[FeatureSet, np.ndarray]:
@@ -426,12 +440,13 @@ def read_index(features_dir: str | os.PathLike, split: str) -> tuple[FeatureSet,
   whole split while loading only its own shards.
 
   Returns:
-    (a FeatureSet whose features are f16[n, 0, 0], shard index i32[n]).
+    (a FeatureSet whose features are f16[n, 0, 0], shard index i32[n]). Its
+    groups are the shards' `groups`, or None unless every shard has them.
 
   Raises:
     FeatureError: as `shard_paths` and `read_shard_attrs`.
   """
-  ids, lengths, labels, shard = [], [], [], []
+  ids, lengths, labels, shard, groups = [], [], [], [], []
   paths = shard_paths(features_dir, split)
   attrs = [read_shard_attrs(p) for p in paths]  # Also the format check of every shard.
   for j, p in enumerate(paths):
@@ -439,11 +454,16 @@ def read_index(features_dir: str | os.PathLike, split: str) -> tuple[FeatureSet,
       ids += read_video_ids(f, p)
       lengths.append(f["lengths"][...])
       labels.append(f["labels"][...])
+      if groups is not None and "groups" in f:
+        groups += [s.decode() if isinstance(s, bytes) else s for s in f["groups"][...]]
+      else:  # Shards written before groups were stored: validation recomputes them.
+        groups = None
     shard += [j] * len(labels[-1])
   index = FeatureSet(features=np.zeros((len(ids), 0, 0), np.float16),
                      lengths=np.concatenate(lengths).astype(np.int32),
                      labels=np.concatenate(labels).astype(np.int32), video_ids=ids,
-                     class_names=attrs[0]["class_names"], spec=attrs[0]["spec"], failed=[])
+                     class_names=attrs[0]["class_names"], spec=attrs[0]["spec"], failed=[],
+                     groups=groups)
   return index, np.asarray(shard, np.int32)
 
 
