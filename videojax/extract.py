@@ -299,11 +299,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
                     feature_dim=feature_dim, batch_size=batch_size,
                     num_workers=config.extract.num_workers, progress=progress)
 
-  for split, count in counts.items():
-    stale = features_lib.remove_stale_shards(features_dir, split, count)
-    if stale:
-      echo(f"{split}: removed {len(stale)} stale shard(s) of an earlier clip list "
-           f"({stale[0].name} ...), now that its {count} new shard(s) are whole")
+  features_lib.clear_stale_shards(features_dir, counts, echo)
   failed = features_lib.write_failure_report(features_dir)
   if failed:
     echo(f"{len(failed)} clip(s) could not be used and were skipped; see "

@@ -632,6 +632,15 @@ def remove_stale_shards(features_dir: pathlib.Path, split: str, count: int) -> l
   return stale
 
 
+def clear_stale_shards(features_dir: pathlib.Path, counts: Mapping[str, int], echo=print) -> None:
+  """`remove_stale_shards` for each split -> its current shard count, saying what went."""
+  for split, count in counts.items():
+    stale = remove_stale_shards(features_dir, split, count)
+    if stale:
+      echo(f"{split}: removed {len(stale)} stale shard(s) of an earlier clip list "
+           f"({stale[0].name} ...), now that its {count} new shard(s) are whole")
+
+
 def check_shard(path: str | os.PathLike) -> bool:
   """Reads a whole shard and checks it; returns whether it carries checksums.
 

@@ -626,7 +626,8 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
 
   todo, skipped = [], 0
   for split, items in resolved.items():
-    plan, done = features_lib.plan_shards(features_dir, split, items, shard_size, spec)
+    plan, done = features_lib.plan_shards(features_dir, split, items, shard_size, spec,
+                                          echo=echo)
     todo, skipped = todo + plan, skipped + done
 
   unlisted = len(index) - len({str(p) for p in found})
@@ -639,6 +640,9 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
       import_shard(items, path, spec=spec, class_names=split_source.class_names, key=key,
                    num_workers=num_workers, progress=progress, groups=groups)
 
+  features_lib.clear_stale_shards(
+      features_dir, {split: features_lib.shard_count(len(items), shard_size)
+                     for split, items in resolved.items()}, echo)
   failed = features_lib.write_failure_report(features_dir)
   if failed:
     echo(f"{len(failed)} video(s) could not be used and were skipped; see "
