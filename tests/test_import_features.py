@@ -342,3 +342,19 @@ def test_script_imports_csv_lists(tmp_path):
   index, _ = F.read_index(out, "train")
   assert sorted(zip(index.video_ids, index.groups)) == sorted(
       (v.split("/")[1], f"s{i // 2}") for i, v in enumerate(_ids((1, 2))))
+
+
+def test_rerun_after_the_list_grew_imports_the_new_clips_and_drops_stale_shards(tmp_path):
+  src, root, arrays = _dataset(tmp_path, "npy", groups=(1, 2, 3, 4))
+  out = tmp_path / "out"
+  _ucf_root(root, _ids((1, 2)), _ids((3,)))  # train: 4 clips, 2 shards of 2
+  I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+                    shard_size=2, **QUIET)
+  _ucf_root(root, _ids((1, 2, 4)), _ids((3,)))  # train: 6 clips, 3 shards
+  said = []
+  I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+                    shard_size=2, echo=said.append, num_workers=2)
+  assert sorted(p.name for p in out.glob("train-*.h5")) == [
+      F.shard_name("train", j, 3) for j in range(3)]
+  _check_split(out, "train", arrays, 4, _ids((1, 2, 4)))
+  assert any("stale shard" in s for s in said), said
