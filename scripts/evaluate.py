@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from videojax import evaluate, tta  # noqa: E402
+from videojax import cli, evaluate, tta  # noqa: E402
 
 _WORKDIR = flags.DEFINE_multi_string(
     "workdir", None, "Run directories (scripts/train.py --workdir), comma-separated or the "
@@ -53,14 +53,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
-  try:
-    modes = tta.parse_modes(_TTA.value)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  modes = tta.parse_modes(_TTA.value)
   evaluate.evaluate(_paths(_WORKDIR.value), _OUT.value, split=_SPLIT.value, tta=modes,
                     features_dirs=_paths(_FEATURES_DIR.value) or None,
                     batch_size=_BATCH_SIZE.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
