@@ -63,7 +63,8 @@ def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> Non
   if diffs:
     raise features_lib.FeatureError(
         f"{where}: made another way than the features of run {run.workdir} ("
-        + "; ".join(diffs) + ")")
+        + "; ".join(diffs) + "); give features extracted like the run's own, from the same "
+        "split lists")
 
 
 def check_own_features(run: Run, fs: features_lib.FeatureSet, where: str) -> None:
