@@ -48,7 +48,7 @@ def test_features_dir_of_another_split_is_refused(run, tmp_path):
   # Same backbone and classes, but other split lists: its test clips may be training clips.
   other = _write_features(tmp_path / "split2", labels="split 2")
   with pytest.raises(F.FeatureError, match=f"--features_dir {other}: made another way .*"
-                     "labels: run 'test', features 'split 2'\); give features extracted like"):
+                     "labels: run 'test', features 'split 2'\\); give features extracted like"):
     evaluate_lib.evaluate(run["workdir"], tmp_path / "out", features_dirs=other, **QUIET)
   assert not (tmp_path / "out").exists()
 
