@@ -77,6 +77,8 @@ def call_main(main: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> Any:
 def run(main: Callable[[Sequence[str]], Any]) -> None:
   """absl's app.run(main) with `--debug` defined and user errors as one line (call_main)."""
   if "debug" not in flags.FLAGS:
+    # Listed with the script's own flags (--help), not only under --helpfull.
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (also: environment "
-                      f"{DEBUG_ENV}=1). Without it, an error that you can fix prints one line.")
+                      f"{DEBUG_ENV}=1). Without it, an error that you can fix prints one line.",
+                      module_name=sys.argv[0])
   app.run(lambda argv: call_main(main, argv))
