@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests import test_multihost
-from tests.test_evaluate import QUIET, _save_untrained, _write_features
+from tests.test_evaluate import CLASSES, QUIET, _save_untrained, _write_features
 from videojax import evaluate as evaluate_lib
 from videojax import train
 from videojax.data import features as F
@@ -50,6 +50,14 @@ def test_features_dir_of_another_split_is_refused(run, tmp_path):
   with pytest.raises(F.FeatureError, match=f"--features_dir {other}: made another way .*"
                      "labels: run 'test', features 'split 2'\\); give features extracted like"):
     evaluate_lib.evaluate(run["workdir"], tmp_path / "out", features_dirs=other, **QUIET)
+  assert not (tmp_path / "out").exists()
+
+
+def test_features_of_another_class_order_are_refused(run, tmp_path):
+  reordered = _write_features(tmp_path / "reordered", classes=CLASSES[::-1])
+  with pytest.raises(F.FeatureError, match=f"--features_dir {reordered}: its 6 classes differ "
+                     r"from the 6 run .* \(the same names in another order\)"):
+    evaluate_lib.evaluate(run["workdir"], tmp_path / "out", features_dirs=reordered, **QUIET)
   assert not (tmp_path / "out").exists()
 
 

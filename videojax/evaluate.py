@@ -46,9 +46,12 @@ def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> Non
   """
   meta, spec = run.meta, run.meta["feature_spec"]
   if fs.class_names != run.class_names:
+    # Same names in another order would silently swap the labels of the scores.
+    order = " (the same names in another order)" if sorted(fs.class_names) == sorted(
+        run.class_names) else ""
     raise features_lib.FeatureError(
         f"{where}: its {len(fs.class_names)} classes differ from the {len(run.class_names)} "
-        f"run {run.workdir} was trained on")
+        f"run {run.workdir} was trained on{order}")
   if fs.feature_dim != meta["feature_dim"]:
     raise features_lib.FeatureError(
         f"{where}: feature_dim {fs.feature_dim}, run {run.workdir} reads {meta['feature_dim']}")
