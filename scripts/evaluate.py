@@ -37,9 +37,9 @@ _TTA = flags.DEFINE_list(
 _FEATURES_DIR = flags.DEFINE_multi_string(
     "features_dir", None, "Evaluate on these features instead of each run's own: one dir "
     "for every run, or one per --workdir (comma-separated or repeated, in --workdir order). "
-    "They must be made the same way (same backbone, weights, pooling and feature_dim; at "
-    "least the run's num_frames, which are subsampled as in training), e.g. another crop "
-    "(extract.crop); give a run once per crop to average over crops.")
+    "They must be made the same way (same backbone, weights, pooling, feature_dim and "
+    "split lists; at least the run's num_frames, which are subsampled as in training), e.g. "
+    "another crop (extract.crop); give a run once per crop to average over crops.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Clips per jitted call.")
 
 

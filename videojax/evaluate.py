@@ -251,7 +251,8 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
 
   Raises:
     FileNotFoundError: a workdir without checkpoints.
-    FeatureError: missing shards, or features that do not fit a run.
+    FeatureError: missing shards, a split of no clip, features that do not fit a
+      run, or a run's own features dir changed since it was trained.
     EnsembleMismatch: runs with other class lists or other clips.
     ValueError: unknown tta modes, a bad batch_size or features_dirs count.
   """
