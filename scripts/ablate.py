@@ -24,7 +24,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from videojax import ablate, sharding  # noqa: E402
+from videojax import ablate, cli, sharding  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Base experiment config.")
 _OUT = flags.DEFINE_string("out", None, "The ablation folder: features, runs, tables, plots.",
@@ -43,14 +43,11 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
   sharding.split_cpu_into_devices()  # Before any JAX computation.
-  try:
-    out = ablate.run_ablation(_CONFIG.value, _OUT.value, _SWEEP.value, _SEEDS.value,
-                              echo=tqdm.write)
-  except ablate.SweepError as e:
-    raise app.UsageError(str(e)) from None
+  out = ablate.run_ablation(_CONFIG.value, _OUT.value, _SWEEP.value, _SEEDS.value,
+                            echo=tqdm.write)
   if out["files"]:
     print("\n" + out["files"]["summary_md"].read_text())
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

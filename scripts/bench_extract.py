@@ -29,11 +29,11 @@ import time  # noqa: E402
 import flax  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
-from videojax import extract, models, sharding  # noqa: E402
+from videojax import cli, extract, models, sharding  # noqa: E402
 from videojax.data import synthetic, ucf101, video  # noqa: E402
 
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0",
@@ -159,4 +159,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

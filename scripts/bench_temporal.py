@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import sharding, train  # noqa: E402
+from videojax import cli, sharding, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py",
@@ -603,4 +603,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

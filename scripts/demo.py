@@ -3,6 +3,7 @@
 Generates demo videos (UCF-101 layout), extracts features, trains the GRU and
 the mean-pool baseline, evaluates both on the test split and prints a table.
 """
+import copy
 import os
 import time
 
@@ -13,10 +14,10 @@ if __name__ == "__main__":
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import demo, sharding  # noqa: E402
+from videojax import cli, config_check, demo, sharding  # noqa: E402
 from videojax.data import ucf101  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
@@ -28,6 +29,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   sharding.split_cpu_into_devices()  # Before any JAX computation.
   del argv
+  # The demo sets the paths itself; check the rest before any video is generated.
+  config = copy.deepcopy(_CONFIG.value)
+  config.data.root = config.data.features_dir = _WORKDIR.value
+  for stage in config_check.STAGES:
+    config_check.validate(config, stage)
   t0 = time.time()
   out = demo.run_demo(_CONFIG.value, _WORKDIR.value)
   print("\n" + out["table"])
@@ -38,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from videojax import evaluate, tta  # noqa: E402
+from videojax import cli, evaluate, tta  # noqa: E402
 
 _WORKDIR = flags.DEFINE_multi_string(
     "workdir", None, "Run directories (scripts/train.py --workdir), comma-separated or the "
@@ -37,9 +37,9 @@ _TTA = flags.DEFINE_list(
 _FEATURES_DIR = flags.DEFINE_multi_string(
     "features_dir", None, "Evaluate on these features instead of each run's own: one dir "
     "for every run, or one per --workdir (comma-separated or repeated, in --workdir order). "
-    "They must be made the same way (same backbone, weights, pooling and feature_dim; at "
-    "least the run's num_frames, which are subsampled as in training), e.g. another crop "
-    "(extract.crop); give a run once per crop to average over crops.")
+    "They must be made the same way (same backbone, weights, pooling, feature_dim and "
+    "split lists; at least the run's num_frames, which are subsampled as in training), e.g. "
+    "another crop (extract.crop); give a run once per crop to average over crops.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Clips per jitted call.")
 
 
@@ -53,14 +53,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
-  try:
-    modes = tta.parse_modes(_TTA.value)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  modes = tta.parse_modes(_TTA.value)
   evaluate.evaluate(_paths(_WORKDIR.value), _OUT.value, split=_SPLIT.value, tta=modes,
                     features_dirs=_paths(_FEATURES_DIR.value) or None,
                     batch_size=_BATCH_SIZE.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

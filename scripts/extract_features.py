@@ -16,12 +16,12 @@ if __name__ == "__main__":
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 import jax  # noqa: E402
 
-from videojax import distributed, extract, sharding  # noqa: E402
+from videojax import cli, distributed, extract, sharding  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _SHARD = flags.DEFINE_integer("shard", None, "This worker's index in [0, num_shards) "
@@ -53,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

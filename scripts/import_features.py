@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from videojax import cli  # noqa: E402
 from videojax.data import import_features as import_lib  # noqa: E402
 
 _SRC = flags.DEFINE_string("src", None, "Directory of per-video arrays [t, d], named after "
@@ -72,14 +73,11 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", 4, "Reading threads.", lower_
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    source = import_lib.make_split_source(
-        ucf_root=_UCF_ROOT.value, split=_SPLIT.value, train_csv=_TRAIN_CSV.value,
-        test_csv=_TEST_CSV.value, csv_path=_CSV.value, split_column=_SPLIT_COLUMN.value,
-        video_column=_VIDEO_COLUMN.value, label_column=_LABEL_COLUMN.value,
-        group_column=_GROUP_COLUMN.value)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  source = import_lib.make_split_source(
+      ucf_root=_UCF_ROOT.value, split=_SPLIT.value, train_csv=_TRAIN_CSV.value,
+      test_csv=_TEST_CSV.value, csv_path=_CSV.value, split_column=_SPLIT_COLUMN.value,
+      video_column=_VIDEO_COLUMN.value, label_column=_LABEL_COLUMN.value,
+      group_column=_GROUP_COLUMN.value)
   report = import_lib.import_features(
       _SRC.value, _FEATURES_DIR.value, split_source=source, num_frames=_NUM_FRAMES.value,
       shard_size=_SHARD_SIZE.value, key=_KEY.value, feature_dim=_FEATURE_DIM.value,
@@ -89,4 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

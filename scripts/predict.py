@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from videojax import cli  # noqa: E402
 from videojax.data.video import VideoError  # noqa: E402
 from videojax.predict import Predictor  # noqa: E402
 
@@ -42,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

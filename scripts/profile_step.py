@@ -30,10 +30,10 @@ import re  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import bench_temporal  # noqa: E402
-from videojax import sharding  # noqa: E402
+from videojax import cli, sharding  # noqa: E402
 
 # The model, shapes and settings are bench_temporal's flags (--models, first of --frames
 # and --dim, --batch, --bilstm_*, --num_devices; --steps traced steps), so the two
@@ -104,4 +104,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,7 +11,7 @@ table and the plots. Pieces not on disk are skipped with a line saying so.
 """
 from absl import app, flags
 
-from videojax import report
+from videojax import cli, report
 
 _DIR = flags.DEFINE_string("dir", None, "A run (train.py --workdir) or ablation (ablate.py "
                            "--out) folder.", required=True)
@@ -24,12 +24,9 @@ _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where report.md and report.html
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    out = report.write_report(_DIR.value, eval_dir=_EVAL_DIR.value, out_dir=_OUT_DIR.value)
-  except FileNotFoundError as e:
-    raise app.UsageError(str(e)) from None
+  out = report.write_report(_DIR.value, eval_dir=_EVAL_DIR.value, out_dir=_OUT_DIR.value)
   print(f"{out['kind']} report: {out['markdown']} and {out['html']}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,10 +16,10 @@ if __name__ == "__main__":
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import distributed, sharding, train  # noqa: E402
+from videojax import cli, distributed, sharding, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.",
@@ -32,10 +32,8 @@ def main(argv):
   distributed.initialize_from_flags()  # Before any JAX computation.
   sharding.split_cpu_into_devices()
   del argv
-  if not _CONFIG.value.data.features_dir:
-    raise app.UsageError("set --config.data.features_dir=PATH (made by extract_features.py)")
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -22,12 +22,16 @@ from tqdm import tqdm
 from videojax import evaluation, plots
 from videojax import tta as tta_lib
 from videojax.data import features as features_lib
+from videojax.data import parts as parts_lib
 from videojax.files import write_json_atomic
 from videojax.runs import Run, load_run  # noqa: F401 (load_run is part of this API)
 
 # Spec keys that fix what each feature dimension means: a features dir given to
 # a run in place of its own must agree on them (it may differ in crop, image size...).
 SAME_FEATURE_KEYS = ("backbone", "weights", "weights_sha256", "pooling", "grid_size")
+# Spec keys that fix which clips are test clips (extraction: split and datasets.split_spec;
+# import: the split lists): features of another split may hold the run's training clips.
+SAME_SPLIT_KEYS = ("split", "layout", "test_fraction", "split_seed", "tfds_config", "labels")
 
 
 class EnsembleMismatch(ValueError):
@@ -42,9 +46,12 @@ def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> Non
   """
   meta, spec = run.meta, run.meta["feature_spec"]
   if fs.class_names != run.class_names:
+    # Same names in another order would silently swap the labels of the scores.
+    order = " (the same names in another order)" if sorted(fs.class_names) == sorted(
+        run.class_names) else ""
     raise features_lib.FeatureError(
         f"{where}: its {len(fs.class_names)} classes differ from the {len(run.class_names)} "
-        f"run {run.workdir} was trained on")
+        f"run {run.workdir} was trained on{order}")
   if fs.feature_dim != meta["feature_dim"]:
     raise features_lib.FeatureError(
         f"{where}: feature_dim {fs.feature_dim}, run {run.workdir} reads {meta['feature_dim']}")
@@ -52,13 +59,38 @@ def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> Non
     raise features_lib.FeatureError(
         f"{where}: num_frames {fs.num_frames}, fewer than the {meta['num_frames']} run "
         f"{run.workdir} was trained on")
-  keys = SAME_FEATURE_KEYS + (("seed",) if spec.get("weights") == "random-init" else ())
+  keys = (SAME_FEATURE_KEYS + SAME_SPLIT_KEYS
+          + (("seed",) if spec.get("weights") == "random-init" else ()))
   diffs = [f"{k}: run {spec.get(k)!r}, features {fs.spec.get(k)!r}" for k in keys
            if spec.get(k) != fs.spec.get(k)]
   if diffs:
     raise features_lib.FeatureError(
         f"{where}: made another way than the features of run {run.workdir} ("
-        + "; ".join(diffs) + ")")
+        + "; ".join(diffs) + "); give features extracted like the run's own, from the same "
+        "split lists")
+
+
+def check_own_features(run: Run, fs: features_lib.FeatureSet, where: str) -> None:
+  """Refuses a run's own features dir if it now holds other features than it was trained on.
+
+  The dir may have been re-extracted or re-imported since training (another
+  crop, image size, frame count, split...): the run's scores on it would be
+  silently wrong. `fs` must be subsampled as the run reads it (as in training),
+  so its spec hashes to the checkpoint's feature_spec_hash when nothing changed.
+
+  Raises:
+    FeatureError: naming `where` and each spec key that differs.
+  """
+  trained = run.meta.get("feature_spec_hash")
+  if trained is None or features_lib.spec_hash(fs.spec) == trained:
+    return
+  spec = run.meta["feature_spec"]
+  diffs = [f"{k}: run {spec.get(k)!r}, features {fs.spec.get(k)!r}"
+           for k in sorted(set(spec) | set(fs.spec)) if spec.get(k) != fs.spec.get(k)]
+  raise features_lib.FeatureError(
+      f"{where}: holds other features than run {run.workdir} was trained on ("
+      + ("; ".join(diffs) or "same settings, other spec hash")
+      + "); extract them again with the run's settings, or train the run again on these")
 
 
 def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | None = None,
@@ -72,7 +104,9 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
     cache: {(dir, split): FeatureSet} shared by the runs of an ensemble.
 
   Raises:
-    FeatureError: missing shards, or features that do not fit (check_features_fit).
+    FeatureError: missing shards, a split of no clip, features that do not fit
+      (check_features_fit), or the run's own dir holding other features than
+      it was trained on (check_own_features).
   """
   directory = pathlib.Path(features_dir or run.meta["features_dir"]).absolute()
   key = (str(directory), split)
@@ -83,8 +117,12 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
     if cache is not None:
       cache[key] = fs
   where = f"--features_dir {directory}" if features_dir else str(directory)
+  parts_lib.check_not_empty(len(fs), directory, split)
   check_features_fit(run, fs, where)
-  return features_lib.subsample_frames(fs, run.meta["num_frames"])
+  fs = features_lib.subsample_frames(fs, run.meta["num_frames"])
+  if directory == pathlib.Path(run.meta["features_dir"]).absolute():
+    check_own_features(run, fs, where)
+  return fs
 
 
 def predict_probabilities(run: Run, fs: features_lib.FeatureSet,
@@ -213,7 +251,8 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
 
   Raises:
     FileNotFoundError: a workdir without checkpoints.
-    FeatureError: missing shards, or features that do not fit a run.
+    FeatureError: missing shards, a split of no clip, features that do not fit a
+      run, or a run's own features dir changed since it was trained.
     EnsembleMismatch: runs with other class lists or other clips.
     ValueError: unknown tta modes, a bad batch_size or features_dirs count.
   """
@@ -232,8 +271,6 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
   cache: dict = {}
   sets = [load_run_features(run, split, d, cache) for run, d in zip(runs, dirs)]
   base = sets[0]
-  if not len(base):
-    raise features_lib.FeatureError(f"run {runs[0].workdir}: the '{split}' features hold no clip")
   indices = [_alignment(base, fs, run, runs[0], split) for run, fs in zip(runs, sets)]
   total = np.zeros((len(base), len(runs[0].class_names)), np.float64)
   for i, (run, fs, index) in enumerate(zip(runs, sets, indices)):

@@ -33,7 +33,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from videojax import models, sharding
+from videojax import config_check, models, sharding
 from videojax.data import features as features_lib
 from videojax.data import datasets, ucf101, video
 
@@ -244,28 +244,13 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
      'failed': [[split, video_id, reason], ...] over all shards on disk}.
 
   Raises:
-    ValueError: missing config values or unreadable split files.
+    ConfigError: bad config values (videojax.config_check), all listed in one message.
+    ValueError: unreadable split files.
     FeatureError: a features_dir made with other settings.
   """
-  for key in ("root", "features_dir"):
-    if not config.data[key]:
-      raise ValueError(f"config.data.{key} is empty; set --config.data.{key}=PATH")
-  if config.extract.backbone not in models.BACKBONE_NAMES:
-    raise ValueError(f"config.extract.backbone={config.extract.backbone!r}; accepted: "
-                     f"{', '.join(models.BACKBONE_NAMES)}")
-  if config.extract.pooling not in ("avg", "grid"):
-    raise ValueError(f"config.extract.pooling={config.extract.pooling!r}; accepted: avg, grid "
-                     "(for whole feature maps use grid with grid_size = image_size / 32)")
-  # Also refuses what a backbone cannot do (grid pooling of pixels) before anything is written.
+  config_check.validate(config, "extract")  # Before anything is written (spec.json).
   feature_dim = models.backbone_feature_dim(config.extract.backbone, config.extract.pooling,
                                             config.extract.grid_size, config.extract.image_size)
-  if config.extract.get("crop", "center") not in video.CROPS:
-    raise ValueError(f"config.extract.crop={config.extract.crop!r}; accepted: "
-                     f"{', '.join(video.CROPS)}")
-  scales = tuple(config.extract.temporal_scales)
-  if not scales or not all(isinstance(v, (int, float)) and v > 0 for v in scales):
-    raise ValueError(f"config.extract.temporal_scales={scales!r}: give one or more "
-                     "positive scales, e.g. (1.0,) or (1.0, 0.85, 1.15)")
   if not 0 <= worker < num_workers:
     raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
   features_dir = pathlib.Path(config.data.features_dir)

@@ -21,7 +21,7 @@ import optax
 from flax.training import train_state
 from tqdm import tqdm
 
-from videojax import evaluation, models, sharding, threefry
+from videojax import config_check, evaluation, models, sharding, threefry
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.data import parts as parts_lib
@@ -251,13 +251,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Raises:
     FeatureError: missing, incomplete or inconsistent feature shards.
     CheckpointMismatch: `workdir` holds a run of another configuration.
-    ValueError: config values out of range (the message names the key).
+    ConfigError: config values out of range (videojax.config_check), all in one message.
   """
   start_time = time.time()
   workdir = pathlib.Path(workdir)
+  config_check.validate(config, "train")  # Before anything is written (workdir).
   smoothing = config.train.get("label_smoothing", 0.0)
-  if not 0 <= smoothing < 1:
-    raise ValueError(f"config.train.label_smoothing={smoothing} must lie in [0, 1)")
   data = parts_lib.load_parts(
       config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
       process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
@@ -268,12 +267,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   num_classes = len(data.class_names)
 
   mesh = sharding.make_mesh(config.train.num_devices)
-  for key in ("train", "eval"):
-    sharding.check_batch_size(config[key].batch_size, mesh, f"config.{key}.batch_size")
-    if config[key].batch_size % data.num_parts:
-      raise ValueError(f"config.{key}.batch_size={config[key].batch_size} must be a multiple "
-                       f"of the {data.num_parts} data parts (config.data.num_parts, 0: one per "
-                       "process)")
   steps = Steps(mesh, num_classes, smoothing)
   repl = sharding.replicated(mesh)
   stats = (feature_statistics(features_lib.concat(data.train))

@@ -56,6 +56,21 @@ class Parts:
     return self.train[0].feature_dim
 
 
+def check_not_empty(num_clips: int, features_dir: str | os.PathLike, split: str) -> None:
+  """Refuses a split with no clip: its metrics would be NaN over 0 clips, not a result.
+
+  Shards of 0 clips are what extraction leaves when every clip of a split failed.
+
+  Raises:
+    FeatureError: naming the split, `features_dir` and its failed_videos.csv.
+  """
+  if num_clips == 0:
+    failed = os.path.join(features_dir, features_lib.FAILED_FILE)
+    raise FeatureError(
+        f"{features_dir}: the '{split}' shards hold no clip (every clip failed extraction?); "
+        f"see {failed} for why, fix or replace those videos and extract again")
+
+
 def parts_of_process(num_parts: int, process_index: int, process_count: int) -> list[int]:
   """The parts process `process_index` holds; ValueError unless P divides num_parts."""
   if num_parts < 1 or num_parts % process_count:
@@ -91,7 +106,8 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
 
   Raises:
     FeatureError: missing or inconsistent shards, train and test with other
-      class lists, or a part with no training example (more parts than shards).
+      class lists, a split of no clip (check_not_empty), or a part with no
+      training example (more parts than shards).
     ValueError: num_parts not a multiple of process_count, num_frames out of range.
   """
   mine = parts_of_process(num_parts, process_index, process_count)
@@ -99,6 +115,9 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
   test_index, test_shard = features_lib.read_index(features_dir, "test")
   if test_index.class_names != train_index.class_names:
     raise FeatureError(f"{features_dir}: train and test shards have different class lists")
+  # Before any training: a test split of 0 clips would end hours later in "accuracy nan".
+  check_not_empty(len(train_index), features_dir, "train")
+  check_not_empty(len(test_index), features_dir, "test")
   _, held = split_validation(train_index)
   held_ids = set(held.video_ids)
   is_val = np.array([v in held_ids for v in train_index.video_ids], bool)

@@ -1,0 +1,126 @@
+"""Every script: a user error is one line on stderr and exit 1; --debug shows the traceback."""
+import errno
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from videojax import cli
+from videojax.checkpoint import CheckpointMismatch
+from videojax.config_check import ConfigError
+from videojax.data.features import FeatureError
+from videojax.errors import UserError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _raise(e):
+  def main(argv):
+    raise e
+  return main
+
+
+@pytest.mark.parametrize("error", [
+    ConfigError("2 bad config value(s): config.a=1: x; config.b=2: y"),
+    FeatureError("/f: the 'test' shards hold no clip"),
+    CheckpointMismatch("/w was written by\nanother configuration"),
+    FileNotFoundError("--workdir /w: no checkpoints/ directory"),
+    OSError(errno.ENOSPC, "No space left on device", "/f/x.h5"),
+    PermissionError(errno.EACCES, "Permission denied", "/f"),
+    type("TrainingDiverged", (UserError, RuntimeError), {})("loss is nan at step 3"),
+])
+def test_user_errors_are_one_line_and_exit_1(error, capsys, monkeypatch):
+  monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+  with pytest.raises(SystemExit) as exit_:
+    cli.call_main(_raise(error), ["prog"])
+  assert exit_.value.code == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+  assert " ".join(str(error).split()) in err or str(error.strerror) in err
+  if isinstance(error, OSError) and error.filename:
+    assert error.filename in err
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyError("k"),
+                                   OSError(errno.EIO, "I/O error"), TypeError("t")])
+def test_bugs_keep_their_traceback(error, monkeypatch):
+  monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+  with pytest.raises(type(error)):
+    cli.call_main(_raise(error), ["prog"])
+
+
+@pytest.mark.parametrize("value, shown", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_debug_env_shows_the_traceback(value, shown, monkeypatch):
+  monkeypatch.setenv(cli.DEBUG_ENV, value)
+  assert cli.debug_requested() is shown
+  if shown:
+    with pytest.raises(ConfigError):
+      cli.call_main(_raise(ConfigError("bad")), ["prog"])
+
+
+def test_main_return_value_is_kept():
+  assert cli.call_main(lambda argv: len(argv), ["prog", "a"]) == 2
+
+
+# --------------------------------------------------------------------------- scripts
+
+def _run(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+  env = {**{k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV}, "PYTHONPATH": str(ROOT),
+         "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+  return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def _one_error_line(out: subprocess.CompletedProcess, message: str) -> None:
+  assert out.returncode == 1, out.stderr
+  # TensorFlow's C++ start-up notes (glog "I0000 ..." and absl's InitializeLog warning) are
+  # not ours: they come from importing it, before main.
+  lines = [l for l in out.stderr.splitlines() if l.strip() and not re.match(
+      r"[IWE]\d{4} |WARNING: All log messages before absl::InitializeLog", l)]
+  assert "Traceback" not in out.stderr, out.stderr
+  assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+  assert message in lines[0], lines[0]
+
+
+def test_train_script_bad_config(tmp_path):
+  work = tmp_path / "run"
+  out = _run("train.py", f"--workdir={work}", f"--config.data.features_dir={tmp_path}",
+             "--config.train.batch_size=0", "--config.model.name=grux")
+  _one_error_line(out, "error: 2 bad config value(s): config.model.name='grux': one of gru")
+  assert "config.train.batch_size=0: a positive multiple of the" in out.stderr
+  assert not work.exists()
+  out = _run("train.py", f"--workdir={work}", "--config.train.batch_size=0", "--debug")
+  assert out.returncode == 1 and "Traceback" in out.stderr
+  assert "ConfigError: 2 bad config value(s): config.data.features_dir=''" in out.stderr
+  assert not work.exists()
+
+
+def test_extract_script_bad_config_writes_nothing(shared_data, tmp_path):
+  features = tmp_path / "features"
+  out = _run("extract_features.py", f"--config.data.root={shared_data / 'weizmann4'}",
+             f"--config.data.features_dir={features}", "--config.extract.num_frames=0",
+             "--config.extract.backbone=foo", env={"VIDEOJAX_DEBUG": "0"})
+  _one_error_line(out, "config.extract.backbone='foo': one of ")
+  assert "config.extract.num_frames=0: an integer >= 1" in out.stderr
+  assert not features.exists()  # No spec.json to block a later valid run.
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("evaluate.py", ["--workdir={tmp}/none", "--out={tmp}/out"],
+     "error: --workdir {tmp}/none: no checkpoints/ directory"),
+    ("predict.py", ["--workdir={tmp}/none", "{tmp}/clip.avi"],
+     "error: --workdir {tmp}/none: no checkpoints/ directory"),
+    ("report.py", ["--dir={tmp}/none"], "error: "),
+    ("ablate.py", ["--out={tmp}/out", "--sweep=model.name=gru,lstm"],
+     "model.name='lstm'; accepted: gru"),
+    ("import_features.py", ["--src={tmp}/none", "--features_dir={tmp}/out"], "error: "),
+    ("demo.py", ["--workdir={tmp}/out", "--config.train.batch_size=0"],
+     "config.train.batch_size=0: a positive multiple"),
+])
+def test_other_scripts_user_error_is_one_line(tmp_path, script, args, message):
+  out = _run(script, *[a.format(tmp=tmp_path) for a in args])
+  _one_error_line(out, message.format(tmp=tmp_path))
+  assert not (tmp_path / "out").exists()

@@ -1,0 +1,108 @@
+"""config_check.validate: every bad key in one message, before a stage writes anything."""
+import importlib
+
+import pytest
+
+from configs import default
+from tests.test_configs import CONFIGS
+from tests.test_multihost import _config, _write_features
+from videojax import extract, train
+from videojax.config_check import ConfigError, validate
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_is_valid(name):
+  c = importlib.import_module(f"configs.{name}").get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  validate(c, "extract")
+  validate(c, "train")
+
+
+def test_every_bad_key_is_listed_in_one_message():
+  c = default.get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  bad_train = {"train.batch_size": 0, "eval.batch_size": 0, "train.num_epochs": 0,
+               "model.name": "grux", "train.learning_rate": float("inf"),
+               "train.weight_decay": -0.1, "train.label_smoothing": 1.0,
+               "data.val_fraction": 1.0, "data.num_frames": -1,
+               "train.checkpoint_every_steps": -1}
+  bad_extract = {"extract.num_frames": -3, "extract.backbone": "foo", "extract.pooling": "max",
+                 "extract.crop": "top", "extract.image_size": 0, "extract.grid_size": 0,
+                 "extract.shard_size": 0, "extract.num_workers": 0, "extract.batch_size": 0}
+  both = {"data.layout": "kinetics"}  # Every stage checks the data section.
+  bad_train, bad_extract = {**bad_train, **both}, {**bad_extract, **both}
+  for key, value in {**bad_train, **bad_extract}.items():
+    section, name = key.split(".")
+    c[section][name] = value
+  with pytest.raises(ConfigError) as train_error:
+    validate(c, "train")
+  with pytest.raises(ConfigError) as extract_error:
+    validate(c, "extract")
+  for error, bad in [(train_error, bad_train), (extract_error, bad_extract)]:
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{len(bad)} bad config value(s): ")
+    for key, value in bad.items():
+      assert f"config.{key}={value!r}: " in message, key
+  message = str(train_error.value)
+  assert "config.train.batch_size=0: a positive multiple of the 8 device(s), e.g. 8" in message
+  assert "config.model.name='grux': one of gru, meanpool," in message
+  assert "config.extract.backbone='foo': one of resnet18," in str(extract_error.value)
+
+
+def test_names_and_files_of_the_other_engineers_keys(tmp_path):
+  c = _config(tmp_path)
+  c.train.best_metric, c.train.best_mode = "val_loss", "min"
+  c.data.val_list = str(tmp_path / "val.txt")
+  with pytest.raises(ConfigError, match=r"config.data.val_list='.*val.txt': a readable text"):
+    validate(c, "train")
+  (tmp_path / "val.txt").write_text("Alpha/v_Alpha_g01_c01\n")
+  validate(c, "train")
+  c.train.best_metric, c.train.best_mode = "accuracy", "up"
+  with pytest.raises(ConfigError, match=r"2 bad .*best_metric='accuracy': one of val_accuracy, "
+                     r"val_loss; config.train.best_mode='up': one of max, min"):
+    validate(c, "train")
+
+
+def test_batch_sizes_must_split_over_devices_and_parts(tmp_path):
+  c = _config(tmp_path, **{"train.num_devices": 4, "data.num_parts": 3,
+                           "train.batch_size": 8, "eval.batch_size": 12})
+  with pytest.raises(ConfigError, match=r"^1 bad .*config.train.batch_size=8: a positive "
+                     r"multiple of the 4 device\(s\) and the 3 data parts, e.g. 12$"):
+    validate(c, "train")
+  c.train.num_devices = 9
+  with pytest.raises(ConfigError, match=r"config.train.num_devices=9: 0 \(all\) to 8"):
+    validate(c, "train")
+
+
+def test_bad_extract_config_writes_no_spec(shared_data, tmp_path):
+  c = default.get_config()
+  c.data.root = str(shared_data / "weizmann4")
+  c.data.features_dir = str(tmp_path / "features")
+  c.extract.num_frames = 0
+  with pytest.raises(ConfigError, match=r"^1 bad .*config.extract.num_frames=0: an integer >= 1"):
+    extract.extract_features(c, echo=lambda *_: None)
+  assert not (tmp_path / "features").exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("eval.batch_size", 0, "config.eval.batch_size=0: a positive multiple"),  # was after an epoch
+    ("train.num_epochs", 0, "config.train.num_epochs=0: an integer >= 1"),
+    ("model.name", "grux", "config.model.name='grux': one of gru,"),
+])
+def test_bad_train_config_writes_no_workdir(tmp_path, key, value, message):
+  features = tmp_path / "features"
+  features.mkdir()
+  _write_features(features, "train", 2, 8, seed=0)
+  _write_features(features, "test", 1, 4, seed=1)
+  before = sorted((p.name, p.stat().st_mtime_ns) for p in features.iterdir())
+  with pytest.raises(ConfigError, match=message):
+    train.train_and_evaluate(_config(features, **{key: value}), str(tmp_path / "run"),
+                             echo=lambda *_: None)
+  assert not (tmp_path / "run").exists()
+  assert sorted((p.name, p.stat().st_mtime_ns) for p in features.iterdir()) == before
+
+
+def test_unknown_stage_is_a_bug():
+  with pytest.raises(ValueError, match="stage='eval'"):
+    validate(default.get_config(), "eval")
+

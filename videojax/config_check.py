@@ -1,0 +1,198 @@
+"""Checks a whole experiment config before a stage writes anything.
+
+  config_check.validate(config, "extract")   # top of extract.extract_features
+  config_check.validate(config, "train")     # top of train.train_and_evaluate
+
+Every bad key is collected and reported in one ConfigError, so a user fixes
+them all in one go, and nothing (spec.json, a workdir) is written by a run whose
+config is wrong. Checks that need the data (the features' num_frames, a model
+that fits the features) stay where the data is read.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ml_collections
+
+STAGES = ("extract", "train")
+BEST_METRICS = ("val_accuracy", "val_loss")
+BEST_MODES = ("max", "min")
+POOLINGS = ("avg", "grid")
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+  """Config values out of range or unknown names; the message lists every bad key."""
+
+
+def _is_int(v: Any) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class _Checker:
+  """Collects `config.<key>=<value>: <what is allowed>` for every bad key."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.problems: list[str] = []
+
+  def get(self, key: str, default: Any = _MISSING) -> Any:
+    """config.<key> ('train.batch_size'); `default` (or _MISSING) where a section lacks it."""
+    node = self.config
+    for part in key.split("."):
+      if not hasattr(node, "get"):
+        return default
+      node = node.get(part, _MISSING)
+      if node is _MISSING:
+        return default
+    return node
+
+  def bad(self, key: str, value: Any, allowed: str) -> None:
+    self.problems.append(f"config.{key}={value!r}: {allowed}")
+
+  def check(self, key: str, ok: Callable[[Any], bool], allowed: str) -> Any:
+    """Records `key` unless ok(value); a missing key is reported too. Returns the value."""
+    value = self.get(key)
+    if value is _MISSING:
+      self.problems.append(f"config.{key} is missing: add it (see configs/default.py)")
+    elif not ok(value):
+      self.bad(key, value, allowed)
+    return value
+
+  def name(self, key: str, names: Iterable[str], default: Any = _MISSING) -> bool:
+    """Checks that config.<key> is one of `names`; True if it is."""
+    names = tuple(names)
+    if default is not _MISSING and self.get(key, _MISSING) is _MISSING:
+      return default in names
+    value = self.check(key, lambda v: v in names, f"one of {', '.join(names)}")
+    return value in names
+
+  def positive_int(self, key: str) -> None:
+    self.check(key, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+
+  def non_negative_int(self, key: str, default: Any = _MISSING) -> None:
+    if default is not _MISSING and self.get(key, _MISSING) is _MISSING:
+      return
+    self.check(key, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+
+  def path_set(self, key: str) -> None:
+    self.check(key, lambda v: isinstance(v, str) and v, "set it: --config.%s=PATH" % key)
+
+
+def _batch_size(c: _Checker, key: str, devices: int, parts: int) -> None:
+  """A positive multiple of the devices and of the data parts (each gets whole examples)."""
+  step = math.lcm(devices, parts)
+  what = f"the {devices} device(s)" + (f" and the {parts} data parts" if parts > 1 else "")
+  c.check(key, lambda v: _is_int(v) and v >= 1 and v % step == 0,
+          f"a positive multiple of {what}, e.g. {step}")
+
+
+def _device_count(c: _Checker, key: str, available: int) -> int:
+  """config.<key> (0: all `available`) checked; the device count a mesh will have."""
+  import jax  # Only here: importing this module stays light.
+  n = c.get(key, 0)
+  if not (_is_int(n) and 0 <= n <= available):
+    c.bad(key, n, f"0 (all) to {available}, the devices there are")
+    return available
+  if n and key.startswith("train.") and jax.process_count() > 1:
+    c.bad(key, n, "0 (all devices) in a multi-host run")
+    return available
+  return n or available
+
+
+def _check_data(c: _Checker) -> None:
+  from videojax.data import datasets  # Only here: keeps this module light.
+  c.name("data.layout", datasets.LAYOUTS, default="ucf101")
+
+
+def _check_extract(c: _Checker) -> None:
+  import jax
+  from videojax import models
+  from videojax.data import video
+
+  for key in ("data.root", "data.features_dir"):
+    c.path_set(key)
+  backbone_ok = c.name("extract.backbone", models.BACKBONE_NAMES)
+  pooling_ok = c.name("extract.pooling", POOLINGS)
+  if not pooling_ok and c.problems[-1].startswith("config.extract.pooling="):
+    c.problems[-1] += " (for whole feature maps use grid with grid_size = image_size / 32)"
+  c.name("extract.crop", video.CROPS, default="center")
+  for key in ("extract.num_frames", "extract.image_size", "extract.grid_size",
+              "extract.batch_size", "extract.shard_size", "extract.num_workers"):
+    c.positive_int(key)
+  c.check("extract.temporal_scales",
+          lambda v: isinstance(v, (tuple, list)) and len(v) > 0
+          and all(_is_number(s) and s > 0 for s in v),
+          "one or more positive scales, e.g. (1.0,) or (1.0, 0.85, 1.15)")
+  _device_count(c, "extract.num_devices", jax.local_device_count())
+  size, grid = c.get("extract.image_size"), c.get("extract.grid_size")
+  if backbone_ok and pooling_ok and _is_int(size) and size >= 1 and _is_int(grid) and grid >= 1:
+    try:  # What a backbone cannot do, e.g. grid pooling of raw pixels.
+      models.backbone_feature_dim(c.get("extract.backbone"), c.get("extract.pooling"), grid, size)
+    except ValueError as e:
+      message = str(e)  # It names the key itself, or names none (then name it here).
+      if "config.extract.pooling" not in message:
+        message = f"config.extract.pooling={c.get('extract.pooling')!r}: {message}"
+      c.problems.append(message)
+
+
+def _check_train(c: _Checker) -> None:
+  import jax
+  from videojax import models
+
+  c.path_set("data.features_dir")
+  c.non_negative_int("data.num_frames", default=0)
+  c.check("data.val_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)")
+  val_list = c.get("data.val_list", "")
+  if val_list and not (isinstance(val_list, str) and os.path.isfile(val_list)
+                       and os.access(val_list, os.R_OK)):
+    c.bad("data.val_list", val_list, "a readable text file of training video_ids, one per "
+          "line, or '' to hold out groups (data.val_fraction)")
+  processes = jax.process_count()
+  parts = c.get("data.num_parts", 0)
+  if not (_is_int(parts) and parts >= 0 and parts % processes == 0):
+    c.bad("data.num_parts", parts, f"0 (one part per process) or a positive multiple of the "
+          f"{processes} process(es)")
+    parts = processes
+  parts = parts or processes
+
+  c.name("model.name", models.MODEL_NAMES)
+  devices = _device_count(c, "train.num_devices", jax.device_count())
+  _batch_size(c, "train.batch_size", devices, parts)
+  _batch_size(c, "eval.batch_size", devices, parts)
+  c.positive_int("train.num_epochs")
+  c.check("train.learning_rate", lambda v: _is_number(v) and v > 0, "a finite number > 0")
+  c.check("train.weight_decay", lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
+  if c.get("train.label_smoothing", _MISSING) is not _MISSING:
+    c.check("train.label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+  c.non_negative_int("train.checkpoint_every_steps", default=0)
+  c.name("train.best_metric", BEST_METRICS, default=BEST_METRICS[0])
+  c.name("train.best_mode", BEST_MODES, default=BEST_MODES[0])
+
+
+def validate(config: ml_collections.ConfigDict, stage: str) -> None:
+  """Checks every key of `config` that `stage` reads; writes nothing.
+
+  Args:
+    config: the experiment config (configs/default.py and overrides).
+    stage: 'extract' (data.*, extract.*) or 'train' (data.*, model.*, train.*, eval.*).
+
+  Raises:
+    ConfigError: one message listing every bad key, its value and what is allowed,
+      e.g. "config.train.batch_size=0: a positive multiple of the 8 device(s), e.g. 8".
+    ValueError: an unknown stage (a bug of the caller).
+  """
+  if stage not in STAGES:
+    raise ValueError(f"stage={stage!r}; accepted: {', '.join(STAGES)}")
+  c = _Checker(config)
+  _check_data(c)
+  (_check_extract if stage == "extract" else _check_train)(c)
+  if c.problems:
+    raise ConfigError(f"{len(c.problems)} bad config value(s): " + "; ".join(c.problems))
