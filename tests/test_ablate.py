@@ -175,6 +175,15 @@ def test_swept_length_above_a_swept_extraction_length_is_refused(tmp_path):
   assert {r.config.extract.num_frames for r in runs} == {32}
 
 
+def test_a_bad_cell_is_refused_before_anything_is_written(tmp_path):
+  config = tiny_config(tmp_path / "videos")
+  out = tmp_path / "ablation"
+  with pytest.raises(ablate.config_check.ConfigError,
+                     match=r"cell train.batch_size=0 seed 0: .*config.train.batch_size=0"):
+    ablate.run_ablation(config, out, ["train.batch_size=8,0"], (0,), echo=lambda *_: None)
+  assert not out.exists()
+
+
 def test_report_of_the_ablation_names_every_cell(sweep):
   out = sweep["out"]
   result = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), "--dir",

@@ -45,7 +45,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from videojax import extract, models, plots, report, train
+from videojax import config_check, extract, models, plots, report, train
 from videojax.checkpoint import CheckpointMismatch
 from videojax.files import write_json_atomic, write_text_atomic
 
@@ -492,6 +492,25 @@ def _curves_plot(path: pathlib.Path, runs: Sequence[Run]) -> pathlib.Path:
                           title="Validation accuracy per epoch, mean over seeds")
 
 
+def _validate_cells(runs: Sequence[Run], features: Mapping[str, ml_collections.ConfigDict]
+                    ) -> None:
+  """Checks every unfinished cell's config before anything is extracted or written.
+
+  A sweep may override base values, so each cell is checked as it will run.
+
+  Raises:
+    ConfigError: naming the first bad cell and every bad key of it.
+  """
+  todo = [("extract", n, c) for n, c in features.items()
+          if not all(r.done for r in runs if r.features_name == n)]
+  todo += [("train", f"{r.cell_name} seed {r.seed}", r.config) for r in runs if not r.done]
+  for stage, name, c in todo:
+    try:
+      config_check.validate(c, stage)
+    except config_check.ConfigError as e:
+      raise config_check.ConfigError(f"ablation cell {name}: {e}") from e
+
+
 def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
                  sweeps: Sequence[str | Axis], seeds: Sequence[int] | str = (0,),
                  echo: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -526,6 +545,7 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
   features = {}
   for run in runs:
     features.setdefault(run.features_name, run.config)
+  _validate_cells(runs, features)
   if writer:
     write_json_atomic(out / "ablation.json", {
         "sweep": {a.key: [format_value(v) for v in a.values] for a in axes},
