@@ -22,15 +22,20 @@ from flax.training import train_state
 from tqdm import tqdm
 
 from videojax import evaluation, models, sharding, threefry
-from videojax.checkpoint import Checkpoints, check_meta
+from videojax.checkpoint import Checkpoints, check_meta, check_rule
 from videojax.data import features as features_lib
 from videojax.data import parts as parts_lib
 from videojax.data import datasets, pipeline, ucf101
 from videojax.files import write_json_atomic
 from videojax.normalization import standardize
+from videojax.workdir_lock import WorkdirLock
 from videojax.writers import MetricWriter
 
 Metrics = dict[str, jax.Array]
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss, a gradient or the updated parameters are NaN/inf; the message is one line."""
 
 
 class TrainState(train_state.TrainState):
@@ -141,7 +146,18 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-  return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
+  new = state.apply_gradients(grads=grads)
+  # A NaN learning rate gives finite loss and gradients but NaN parameters: check all three.
+  finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new.params)
+  # Keep the last finite state, so the host may look at the flag a step late (no sync per step).
+  new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+  return new, {"loss": loss, "accuracy": accuracy, "finite": finite}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  """bool[]: every element of every floating array of `tree` is finite."""
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+                            if jnp.issubdtype(x.dtype, jnp.inexact)] or [jnp.bool_(True)]))
 
 
 def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int) -> Metrics:
@@ -258,20 +274,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        echo=print) -> dict[str, Any]:
   """Trains `config.model` on the features in `config.data.features_dir`.
 
-  Writes to `workdir`: checkpoints/ (latest and best), metrics.jsonl,
-  tensorboard/, results.json and confusion.csv (test split, best checkpoint).
-  Resumes from the latest checkpoint in `workdir` with the same data order.
+  Writes to `workdir`: checkpoints/ (the latest step and the best by
+  config.train.best_metric / best_mode), metrics.jsonl, tensorboard/,
+  results.json and confusion.csv (test split, best checkpoint). Resumes from the
+  newest whole checkpoint in `workdir` with the same data order (a damaged
+  newer step is moved aside with a warning).
 
   Returns:
-    The test results: accuracy, per-class accuracy, confusion, timing.
+    The test results: accuracy, per-class accuracy, confusion, timing, and
+    which step was evaluated (best_step, best_metric, best_value).
 
   Raises:
     FeatureError: missing, incomplete or inconsistent feature shards.
     CheckpointMismatch: `workdir` holds a run of another configuration.
+    WorkdirInUse: another train.py runs in `workdir`.
+    TrainingDiverged: a NaN/inf loss, gradient or parameter (nothing of it is saved).
+    DiskFull: no space for a checkpoint or a log line (the earlier ones are kept).
     ValueError: config values out of range (the message names the key).
   """
-  start_time = time.time()
   workdir = pathlib.Path(workdir)
+  # The processes of one multi-host run share the workdir: process 0 holds the lock for all.
+  if jax.process_index() != 0:
+    return _train_and_evaluate(config, workdir, echo)
+  with WorkdirLock(workdir):
+    return _train_and_evaluate(config, workdir, echo)
+
+
+def _check_finite(step: int, finite: jax.Array, config: ml_collections.ConfigDict,
+                  ckpts: Checkpoints) -> None:
+  """Raises TrainingDiverged if the flag of `step` is false, once saves in flight are whole."""
+  if bool(finite):
+    return
+  ckpts.wait()
+  last = ckpts.latest_step()
+  raise TrainingDiverged(
+      f"training diverged at step {step}: the loss, a gradient or the updated parameters are "
+      f"NaN/inf; lower train.learning_rate (now {config.train.learning_rate}), or check "
+      f"train.weight_decay, train.label_smoothing and the features "
+      f"(train.normalize_features, data.features_dir); "
+      + (f"the last finite checkpoint, {ckpts.directory}/{last}, is kept"
+         if last else "no checkpoint was saved"))
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                        echo) -> dict[str, Any]:
+  """train_and_evaluate, once the workdir is locked."""
+  start_time = time.time()
+  best_metric = config.train.get("best_metric", "val_accuracy")
+  best_mode = config.train.get("best_mode", "max")
+  check_rule(best_metric, best_mode)
   smoothing = config.train.get("label_smoothing", 0.0)
   if not 0 <= smoothing < 1:
     raise ValueError(f"config.train.label_smoothing={smoothing} must lie in [0, 1)")
@@ -300,11 +351,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 out_shardings=repl)()
 
   meta = run_meta(config, data)
-  ckpts = Checkpoints(workdir / "checkpoints")
-  start_step = ckpts.latest_step() or 0
+  ckpts = Checkpoints(workdir / "checkpoints", best_metric, best_mode,
+                      warn=lambda m: echo(f"Warning: {m}"))
+  start_step, restored = ckpts.resume(
+      state, lambda found: check_meta(meta, found, str(ckpts.directory), _RESUME_KEYS))
   if start_step:
-    check_meta(meta, ckpts.read_meta(start_step), str(ckpts.directory), _RESUME_KEYS)
-    state = ckpts.restore(start_step, state)
+    state = restored
     echo(f"Resumed from {ckpts.directory}/{start_step}")
 
   per_part = config.train.batch_size // data.num_parts
@@ -316,20 +368,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   spe = pipeline.steps_per_epoch(int(sizes.min()), per_part)
   total_steps = config.train.num_epochs * spe
   every = config.train.get("checkpoint_every_steps", 0)
-  writer = MetricWriter(workdir, echo=echo)
+  writer = MetricWriter(workdir, echo=echo, start_step=start_step)
   batches = pipeline.train_batches(data.train, per_part, seed=config.train.seed,
                                    start_step=start_step, epoch_steps=spe,
                                    part_ids=data.part_ids)
   epoch_metrics = []
   bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps,
              desc=f"train {config.model.name}", unit="step", disable=None)
+  last = None  # (step, finite flag) not yet looked at
   for step in bar:
     state, m = steps.train(state, sharding.put_batch(next(batches), mesh), rng)
+    # The previous step's flag: reading it waits for that step only, not for this one.
+    if last:
+      _check_finite(*last, config, ckpts)
+    last = (step + 1, m.pop("finite"))
     epoch_metrics.append(m)
     if (step + 1) % spe and step + 1 != total_steps:
       if every and (step + 1) % every == 0:  # Mid-epoch: latest only, for resumption.
+        _check_finite(*last, config, ckpts)
         ckpts.save(step + 1, state, meta)
       continue
+    _check_finite(*last, config, ckpts)
     summary = {f"train_{k}": float(np.mean(v)) for k, v in
                jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *epoch_metrics)).items()}
     epoch_metrics = []
@@ -339,7 +398,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       summary.update(val_loss=val["loss"],
                      val_accuracy=evaluation.summarize(val["confusion"],
                                                        data.class_names)["accuracy"])
-      ckpt_metrics = {"val_accuracy": summary["val_accuracy"]}
+      ckpt_metrics = {"val_accuracy": summary["val_accuracy"], "val_loss": summary["val_loss"]}
     summary["epoch"] = (step + 1) / spe
     writer.write(step + 1, summary)
     ckpts.save(step + 1, state, meta, ckpt_metrics)
@@ -351,7 +410,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = ckpts.restore(best, state)
   test = evaluate(steps, state, data.test, config.eval.batch_size, data.sizes["test"])
   results = evaluation.summarize(test["confusion"], data.class_names)
-  results.update(test_loss=test["loss"], best_step=int(best), total_steps=total_steps,
+  results.update(test_loss=test["loss"], best_step=int(best), best_metric=ckpts.metric,
+                 best_mode=ckpts.mode, best_value=ckpts.score(best), total_steps=total_steps,
                  model=config.model.name, seconds=time.time() - start_time,
                  train_seconds=train_seconds, num_devices=int(mesh.devices.size),
                  num_train=int(sum(data.sizes["train"])), num_val=int(sum(data.sizes["val"])),
@@ -362,7 +422,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     evaluation.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
                                    data.class_names)
     echo(f"{config.model.name}: test accuracy {results['accuracy']:.4f} on "
-         f"{results['num_examples']} clips (best step {best}); results in {workdir}")
+         f"{results['num_examples']} clips ({ckpts.describe(best)}); results in {workdir}")
   writer.close()
   ckpts.close()
   return results
