@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.features_dir = ""     # where extraction writes and training reads HDF5 shards
   c.data.num_frames = 0        # train on t <= extract.num_frames positions per clip (0: all)
   c.data.val_fraction = 0.2    # of the training groups (gNN), held out to pick the best epoch
+  c.data.val_list = ""         # or a file of training video_ids (one a line) to hold out instead
   # Data parts: shard j goes to part j % num_parts; each process reads its own parts, and
   # a step takes batch_size / num_parts examples of each. The batches depend on num_parts,
   # not on the process count: 0 means one part per process.

@@ -3,7 +3,8 @@
   python scripts/extract_features.py --config configs/default.py \
       --config.data.root=/data/UCF-101 --config.data.features_dir=/data/feats_lite0
 
-Re-running skips finished shards. --shard i --num_shards n lets n machines split the work;
+Re-running skips finished shards. --verify reads every shard back and moves damaged ones aside
+for the next run to re-extract. --shard i --num_shards n lets n machines split the work;
 in a multi-host run (see scripts/train.py) they default to the process index and count.
 """
 import os
@@ -28,6 +29,10 @@ _SHARD = flags.DEFINE_integer("shard", None, "This worker's index in [0, num_sha
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "Number of workers sharing the "
                                    "extraction (default: the JAX process count).")
 _SPLITS = flags.DEFINE_list("splits", ["train", "test"], "Split lists to extract.")
+_VERIFY = flags.DEFINE_bool("verify", False, "Extract nothing: read every shard of --splits "
+                            "whole, move damaged ones to <features_dir>/damaged/ and exit "
+                            "non-zero if there were any; a run without --verify then "
+                            "re-extracts them.")
 
 
 def main(argv):
@@ -36,6 +41,9 @@ def main(argv):
   distributed.initialize_from_flags()  # Before any JAX computation.
   sharding.split_cpu_into_devices()
   del argv
+  if _VERIFY.value:
+    extract.verify_features(_CONFIG.value, splits=_SPLITS.value)
+    return
   worker = jax.process_index() if _SHARD.value is None else _SHARD.value
   num_workers = jax.process_count() if _NUM_SHARDS.value is None else _NUM_SHARDS.value
   report = extract.extract_features(_CONFIG.value, splits=_SPLITS.value, worker=worker,

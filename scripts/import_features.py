@@ -2,7 +2,9 @@ r"""Imports per-video feature arrays made elsewhere into the HDF5 shards that tr
 
 --src holds one array [t, d] per video, named after the video (nested
 '<Class>/v_x_g01_c01.npy' or flat 'v_x_g01_c01.npy'), as .npy, .npz, .mat (v5 or
-v7.3) or .h5/.hdf5. Labels and splits come from a UCF-101-style root or from CSVs:
+v7.3) or .h5/.hdf5. Labels and splits come from a UCF-101-style root or from CSVs;
+a CSV's `group` column (--group_column) names the source video of each clip, which
+validation keeps whole (else the group is read from UCF/HMDB or '<source>_clip<n>' names):
 
   # classInd.txt, trainlist01.txt, testlist01.txt under --ucf_root:
   python scripts/import_features.py --src=/data/ucf101_i3d_npy --ucf_root=/data/UCF-101 \
@@ -50,6 +52,10 @@ _VIDEO_COLUMN = flags.DEFINE_string(
 _LABEL_COLUMN = flags.DEFINE_string(
     "label_column", None, "CSV column of the class name; default the first of "
     f"{', '.join(import_lib.LABEL_COLUMNS)}. Classes are numbered in sorted order.")
+_GROUP_COLUMN = flags.DEFINE_string(
+    "group_column", None, "CSV column of each video's group (the source video its clip was "
+    "cut from; validation keeps groups whole); default the first of "
+    f"{', '.join(import_lib.GROUP_COLUMNS)} if present, else the group is read from the name.")
 _NUM_FRAMES = flags.DEFINE_integer("num_frames", 20, "T of the shards: longer sequences are "
                                    "sampled uniformly over their whole length, shorter ones "
                                    "padded (masked).", lower_bound=1)
@@ -70,7 +76,8 @@ def main(argv):
     source = import_lib.make_split_source(
         ucf_root=_UCF_ROOT.value, split=_SPLIT.value, train_csv=_TRAIN_CSV.value,
         test_csv=_TEST_CSV.value, csv_path=_CSV.value, split_column=_SPLIT_COLUMN.value,
-        video_column=_VIDEO_COLUMN.value, label_column=_LABEL_COLUMN.value)
+        video_column=_VIDEO_COLUMN.value, label_column=_LABEL_COLUMN.value,
+        group_column=_GROUP_COLUMN.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   report = import_lib.import_features(

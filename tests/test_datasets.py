@@ -196,7 +196,8 @@ def test_folders_pool_split_by_group(tmp_path):
   assert datasets.read_split(c, "test") == test  # deterministic
   c.split_seed = 4
   assert _ids(datasets.read_split(c, "test")) != _ids(test)
-  assert datasets.split_spec(c) == {"layout": "folders", "test_fraction": 0.25, "split_seed": 4}
+  assert datasets.split_spec(c) == {"layout": "folders", "test_fraction": 0.25, "split_seed": 4,
+                                    "groups": "source"}
 
 
 def test_folders_pool_without_group_names_splits_clips(tmp_path):
@@ -206,7 +207,58 @@ def test_folders_pool_without_group_names_splits_clips(tmp_path):
   c = _data(tmp_path, layout="folders", test_fraction=0.5)
   train, test = datasets.read_split(c, "train"), datasets.read_split(c, "test")
   assert len(train) == len(test) == 4
-  assert {e.group for e in test} == set(_ids(test))
+  # No group can be known from such names: "" marks them, and each clip is split alone.
+  assert {e.group for e in train + test} == {""}
+
+
+def test_folders_pool_split_clip_by_clip_before_is_not_completed(tmp_path):
+  """A pool's test split now follows source videos: shards of the old split are refused."""
+  c = _extract_config(_pool(tmp_path / "pool"), tmp_path / "features", layout="folders")
+  spec = extract.extraction_spec(c)
+  assert spec["groups"] == "source"
+  old = {k: v for k, v in spec.items() if k != "groups"}  # as extracted before
+  features_dir = pathlib.Path(c.data.features_dir)
+  features_dir.mkdir()
+  F.check_spec_file(features_dir, old, ["Archery", "YoYo"])
+  before = (features_dir / F.SPEC_FILE).read_bytes()
+  with pytest.raises(F.FeatureError, match=r"other settings \(groups: expected 'source', "
+                                           r"found None\); use another features directory"):
+    F.check_spec_file(features_dir, spec, ["Archery", "YoYo"])
+  assert (features_dir / F.SPEC_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize("video_id, group", [
+    ("cats/srcA_clip1", "cats/srcA"),
+    ("cats/srcA_c01", "cats/srcA"),
+    ("cats/srcA-002", "cats/srcA"),
+    ("cats/srcA_part2", "cats/srcA"),
+    ("cats/srcA_seg4", "cats/srcA"),
+    ("cats/my_holiday_12", "cats/my_holiday"),
+    ("train/cats/srcA_Clip3", "train/cats/srcA"),
+    ("srcA_clip1", "srcA"),
+    ("Punch/v_Punch_g01_c03", "Punch_g01"),                             # UCF-101
+    ("wave/RATRACE_wave_f_nm_np1_fr_goo_37", "wave/RATRACE"),           # HMDB-51
+    ("cats/srcA", ""), ("cats/clip3", ""), ("cats/2019", ""),           # nothing tells
+])
+def test_source_group(video_id, group):
+  assert datasets.source_group(video_id) == group
+  assert datasets.group_of({"layout": "folders"}, video_id) == group
+  assert datasets.group_of({"layout": "csv"}, video_id) == group
+
+
+def test_folders_pool_keeps_clips_of_one_source_video_on_one_side(tmp_path):
+  # Near-duplicate clips cut from a few source videos: a source on both sides of the
+  # test split (or of validation) lets a model recognise the video, not the action.
+  for cls in ("cats", "dogs"):
+    for src in ("srcA", "srcB", "srcC", "srcD"):
+      for k in (1, 2, 3):
+        _write(tmp_path / cls / f"{cls}_{src}_clip{k}.mp4")
+  c = _data(tmp_path, layout="folders", test_fraction=0.25, split_seed=0)
+  train, test = datasets.read_split(c, "train"), datasets.read_split(c, "test")
+  assert len(train) == 18 and len(test) == 6
+  source = lambda e: e.video_id.rsplit("_", 1)[0]
+  assert {e.group for e in train + test} == {source(e) for e in train + test}
+  assert not {source(e) for e in train} & {source(e) for e in test}
 
 
 def test_folders_train_and_test_subfolders(tmp_path):
@@ -215,6 +267,8 @@ def test_folders_train_and_test_subfolders(tmp_path):
     _write(tmp_path / sub / cls / name)
   c = _data(tmp_path, layout="folders")
   assert datasets.class_names(c) == ["a", "b"]
+  # The groups do not move clips between train/ and test/: the spec is as before.
+  assert datasets.split_spec(c) == {"layout": "folders", "test_fraction": 0.3, "split_seed": 0}
   assert [(e.video_id, e.label) for e in datasets.read_split(c, "train")] == [
       ("train/a/y", 0), ("train/a/z", 0), ("train/b/x", 1)]
   test = datasets.read_split(c, "test")
@@ -257,6 +311,18 @@ def test_csv_keras_example_layout(tmp_path):
   assert train[1].path == tmp_path / "v_CricketShot_g08_c01.avi"
   assert [(e.video_id, e.label) for e in datasets.read_split(c, "test")] == [
       ("v_Punch_g20_c01", 1)]
+
+
+def test_csv_group_column_else_the_name(tmp_path):
+  """A `group` column names each clip's source video; an empty cell or none: the name."""
+  _write(tmp_path / "train.csv", "video_name,tag,group\n"
+                                 "a/1.avi,x,street\na/2.avi,x,street\nb/srcB_clip1.avi,y,\n"
+                                 "b/cam.avi,y,\n")
+  _write(tmp_path / "test.csv", "video_name,tag\nc/srcC_clip1.avi,x\nc/cam2.avi,y\n")
+  c = _data(tmp_path, layout="csv")
+  assert [(e.video_id, e.group) for e in datasets.read_split(c, "train")] == [
+      ("a/1", "street"), ("a/2", "street"), ("b/srcB_clip1", "b/srcB"), ("b/cam", "")]
+  assert [e.group for e in datasets.read_split(c, "test")] == ["c/srcC", ""]
 
 
 def test_csv_headerless_and_named_columns(tmp_path):
@@ -369,6 +435,10 @@ def test_hmdb51_extraction_of_real_clips(shared_data, tmp_path):
   assert test.video_ids == [f"wave/{stem(wave[1])}"]
   assert train.lengths.tolist() == [4, 4, 4] and train.features.shape[1:] == (4, 1280)
   assert np.isfinite(train.features).all() and train.spec["layout"] == "hmdb51"
+  # The shards store each clip's group, as the layout decided it at extraction.
+  index, _ = F.read_index(c.data.features_dir, "train")
+  assert index.groups == [datasets.hmdb_group(v) for v in index.video_ids]
+  assert all(index.groups)
 
 
 # ----------------------------------------------------------------------------- tfds_ucf101

@@ -154,6 +154,50 @@ def test_csv_sources_flat_layout_sorted_classes(tmp_path):
       _check_split(out, split, flat, 4, [v.split("/")[1] for v in vids])
 
 
+def test_groups_from_the_csv_column_else_the_names_are_stored(tmp_path):
+  """Cuts of a few source videos: a group column, or '<source>_clip<n>' names, keep each
+  source on one side of the validation split."""
+  src = tmp_path / "src"
+  train_ids = [f"{c}{s}_clip{k}" for c in CLASSES for s in range(3) for k in (1, 2)]
+  named = {v: f"take{i}" for i, v in enumerate(train_ids)}  # names that tell nothing
+  for i, v in enumerate(train_ids + ["Jump9_clip1", "Run9_clip1"]):
+    _save(src / v, _arr(i, 5), "npy")
+    if v in named:
+      _save(src / named[v], _arr(i, 5), "npy")
+  lists = {}
+  for name, column, vid_of in (("by_name", "", lambda v: v),
+                               ("by_column", ",group", lambda v: named[v])):
+    (tmp_path / f"{name}.csv").write_text(f"video_name,tag{column}\n" + "".join(
+        f"{vid_of(v)}.avi,{v[:-7].rstrip('0123456789')}"
+        f"{',' + v.rsplit('_', 1)[0] if column else ''}\n" for v in train_ids))
+    lists[name] = vid_of
+  (tmp_path / "test.csv").write_text("video_name,tag\nJump9_clip1.avi,Jump\nRun9_clip1,Run\n")
+  for name, vid_of in lists.items():
+    source = I.make_split_source(train_csv=str(tmp_path / f"{name}.csv"),
+                                 test_csv=str(tmp_path / "test.csv"))
+    out = tmp_path / name
+    I.import_features(src, out, split_source=source, num_frames=4, shard_size=5, **QUIET)
+    index, _ = F.read_index(out, "train")
+    back = {vid_of(v): v for v in train_ids}
+    assert index.groups == [back[v].rsplit("_", 1)[0] for v in index.video_ids]
+    rest, held = train.split_validation(index, 0.34, seed=0)
+    sources = lambda fs: {index.groups[index.video_ids.index(v)] for v in fs.video_ids}
+    assert len(held) == 4 and not sources(rest) & sources(held)
+    assert F.read_index(out, "test")[0].groups == ["Jump9", "Run9"]
+    assert source.description.get("group_column") == ("group" if name == "by_column" else None)
+  # A UCF-101 root: the gNN of each name.
+  src_ucf, root, _ = _dataset(tmp_path / "ucf_case")
+  I.import_features(src_ucf, tmp_path / "ucf_out", split_source=I.ucf_split_source(root),
+                    num_frames=4, **QUIET)
+  index, _ = F.read_index(tmp_path / "ucf_out", "train")
+  assert index.groups == [v.split("/")[1][2:-4] for v in index.video_ids]
+  # A group column named but absent is an error; an unnamed one is optional.
+  with pytest.raises(ValueError, match=r"by_column.csv: no group column \(looked for 'src'.*"
+                                       r"--group_column"):
+    I.make_split_source(train_csv=str(tmp_path / "by_column.csv"),
+                        test_csv=str(tmp_path / "test.csv"), group_column="src")
+
+
 def test_split_source_errors_name_the_problem(tmp_path):
   with pytest.raises(ValueError, match="exactly one split source"):
     I.make_split_source()
@@ -280,16 +324,37 @@ def test_imported_features_train_a_temporal_model(tmp_path):
 def test_script_imports_csv_lists(tmp_path):
   src, _, arrays = _dataset(tmp_path, "npy", flat=True)
   for split, groups in (("train", (1, 2)), ("test", (3,))):
-    (tmp_path / f"{split}.csv").write_text("video_name,tag\n" + "".join(
-        f"{v.split('/')[1]}.avi,{v.split('/')[0]}\n" for v in _ids(groups)))
+    (tmp_path / f"{split}.csv").write_text("video_name,tag,shot\n" + "".join(
+        f"{v.split('/')[1]}.avi,{v.split('/')[0]},s{i // 2}\n" for i, v in enumerate(_ids(groups))))
   out = tmp_path / "out"
   proc = subprocess.run(
       [sys.executable, str(ROOT / "scripts" / "import_features.py"), f"--src={src}",
        f"--features_dir={out}", f"--train_csv={tmp_path / 'train.csv'}",
-       f"--test_csv={tmp_path / 'test.csv'}", "--num_frames=4", "--shard_size=2"],
+       f"--test_csv={tmp_path / 'test.csv'}", "--num_frames=4", "--shard_size=2",
+       "--group_column=shot"],
       capture_output=True, text=True, cwd=ROOT, timeout=120,
       env={**os.environ, "PYTHONPATH": str(ROOT)})
   assert proc.returncode == 0, proc.stderr
   assert "Done: 3 shard(s) written, 0 already complete, 0 video(s) failed, d=6." in proc.stdout
   _check_split(out, "test", {v.split("/")[1]: a for v, a in arrays.items()}, 4,
                [v.split("/")[1] for v in _ids((3,))])
+  # --group_column: the column's groups are stored, not those of the UCF names.
+  index, _ = F.read_index(out, "train")
+  assert sorted(zip(index.video_ids, index.groups)) == sorted(
+      (v.split("/")[1], f"s{i // 2}") for i, v in enumerate(_ids((1, 2))))
+
+
+def test_rerun_after_the_list_grew_imports_the_new_clips_and_drops_stale_shards(tmp_path):
+  src, root, arrays = _dataset(tmp_path, "npy", groups=(1, 2, 3, 4))
+  out = tmp_path / "out"
+  _ucf_root(root, _ids((1, 2)), _ids((3,)))  # train: 4 clips, 2 shards of 2
+  I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+                    shard_size=2, **QUIET)
+  _ucf_root(root, _ids((1, 2, 4)), _ids((3,)))  # train: 6 clips, 3 shards
+  said = []
+  I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+                    shard_size=2, echo=said.append, num_workers=2)
+  assert sorted(p.name for p in out.glob("train-*.h5")) == [
+      F.shard_name("train", j, 3) for j in range(3)]
+  _check_split(out, "train", arrays, 4, _ids((1, 2, 4)))
+  assert any("stale shard" in s for s in said), said

@@ -1,4 +1,4 @@
-"""One train.py per workdir: a second is refused naming the first; a killed holder's lock is taken."""
+"""One train.py per workdir: a second is refused naming the holder; a dead holder's lock is taken."""
 import os
 import signal
 import socket

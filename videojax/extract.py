@@ -4,9 +4,12 @@ The clips of a split are cut into shards of `config.extract.shard_size`. Each
 shard is decoded by a pool of threads (OpenCV releases the GIL) while the device
 runs the backbone on fixed-size batches of real frames packed across clips, so
 padding frames cost no compute and there is one compile. A shard already on
-disk with the same settings is skipped: an interrupted run picks up where it
-stopped. Clips that cannot be decoded are skipped, recorded in their shard and
-listed in `failed_videos.csv`.
+disk with the same settings and exactly the clips planned for it is skipped:
+an interrupted run picks up where it stopped, also after the clip list was
+edited (see `features.plan_shards`). `verify_features` (--verify) reads every
+shard whole and moves damaged ones aside for the next run to rewrite. Clips
+that cannot be decoded are skipped, recorded in their shard and listed in
+`failed_videos.csv`.
 """
 from __future__ import annotations
 
@@ -221,7 +224,7 @@ def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, emb
       path, features=feats[ok], lengths=lengths[ok],
       labels=np.array([examples[i].label for i in ok], np.int32),
       video_ids=[examples[i].video_id for i in ok], class_names=class_names, spec=spec,
-      failed=failed)
+      failed=failed, groups=[examples[i].group for i in ok])
   return failed
 
 
@@ -278,12 +281,13 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   embed = make_embed_fn(spec["backbone"], module, variables, mesh)
   size = config.extract.shard_size
 
-  todo, skipped = [], 0
+  todo, skipped, counts = [], 0, {}
   for split in splits:
     examples = datasets.read_split(config.data, split)
     plan, done = features_lib.plan_shards(features_dir, split, examples, size, spec,
-                                          worker, num_workers)
+                                          worker, num_workers, echo=echo)
     todo, skipped = todo + plan, skipped + done
+    counts[split] = features_lib.shard_count(len(examples), size)
 
   echo(f"Extracting {sum(len(e) for _, e in todo)} clips in {len(todo)} shards "
        f"({skipped} shards already complete) with {spec['backbone']} on {n_dev} device(s) "
@@ -295,8 +299,50 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
                     feature_dim=feature_dim, batch_size=batch_size,
                     num_workers=config.extract.num_workers, progress=progress)
 
+  features_lib.clear_stale_shards(features_dir, counts, echo)
   failed = features_lib.write_failure_report(features_dir)
   if failed:
     echo(f"{len(failed)} clip(s) could not be used and were skipped; see "
          f"{features_dir / features_lib.FAILED_FILE}")
   return {"extracted": len(todo), "skipped": skipped, "failed": failed}
+
+
+def verify_features(config: ml_collections.ConfigDict, *, splits: Sequence[str] = SPLITS,
+                    echo=print) -> dict[str, Any]:
+  """Reads every shard of `splits` in `config.data.features_dir` whole (`--verify`).
+
+  Damaged shards (unreadable, failing their checksums, invalid values) are
+  moved into `<features_dir>/damaged/` (see `features.verify_shards`), so that
+  the next extraction with the same config rewrites exactly them.
+
+  Returns:
+    {'checked': shards read, 'without_checksums': of them, written before
+     checksums existed, 'damaged': [[moved-to path, reason], ...]} (empty).
+
+  Raises:
+    ValueError: config.data.features_dir is empty or not a directory.
+    FeatureError: no shard to verify, or some shards were damaged (it names
+      them and says what to run).
+  """
+  if not config.data.features_dir:
+    raise ValueError("config.data.features_dir is empty; set --config.data.features_dir=PATH")
+  features_dir = pathlib.Path(config.data.features_dir)
+  if not features_dir.is_dir():
+    raise ValueError(f"{features_dir}: no such features directory; check "
+                     "--config.data.features_dir")
+  bad, checked, unchecked = features_lib.verify_shards(features_dir, splits)
+  if not checked:
+    raise features_lib.FeatureError(f"{features_dir}: no feature shards of {', '.join(splits)} "
+                                    "to verify; run scripts/extract_features.py first")
+  for dest, reason in bad:
+    echo(f"damaged: {reason}; moved to {dest}")
+  if bad:
+    raise features_lib.FeatureError(
+        f"{len(bad)} of {checked} shard(s) in {features_dir} are damaged "
+        f"({', '.join(dest.name for dest, _ in bad)}) and were moved to "
+        f"{features_dir / features_lib.DAMAGED_DIR}; run scripts/extract_features.py again "
+        "with the same config, without --verify, to re-extract them")
+  echo(f"Verified {checked} shard(s) of {', '.join(splits)} in {features_dir}: all read back "
+       "whole" + (f" ({unchecked} written before shards had checksums: checked by a full "
+                  "read only; delete and re-extract them to add checksums)" if unchecked else ""))
+  return {"checked": checked, "without_checksums": unchecked, "damaged": []}

@@ -25,7 +25,8 @@ from videojax import evaluation, models, sharding, threefry
 from videojax.checkpoint import Checkpoints, check_meta, check_rule
 from videojax.data import features as features_lib
 from videojax.data import parts as parts_lib
-from videojax.data import datasets, pipeline, ucf101
+from videojax.data import pipeline
+from videojax.data.validation import split_validation  # noqa: F401  (also train.split_validation)
 from videojax.files import write_json_atomic
 from videojax.normalization import standardize
 from videojax.workdir_lock import WorkdirLock
@@ -225,24 +226,6 @@ def evaluate(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSe
   return {"confusion": confusion, "loss": loss / max(count, 1)}
 
 
-def split_validation(fs: features_lib.FeatureSet, fraction: float,
-                     seed: int) -> tuple[features_lib.FeatureSet, features_lib.FeatureSet]:
-  """Holds out whole groups of the training split for validation.
-
-  Groups are those of the layout the features were extracted from (the spec's
-  'layout', ucf101 when absent): UCF `gNN`, HMDB source video; see
-  `datasets.group_of`.
-  """
-  layout = {"layout": fs.spec.get("layout", "ucf101")}
-  examples = [ucf101.Example(path=pathlib.Path(v), label=int(l), video_id=v,
-                             group=datasets.group_of(layout, v))
-              for v, l in zip(fs.video_ids, fs.labels)]
-  index = {e.video_id: i for i, e in enumerate(examples)}
-  rest, held = ucf101.split_by_group(examples, fraction, seed)
-  return (fs.take([index[e.video_id] for e in rest]),
-          fs.take([index[e.video_id] for e in held]))
-
-
 def num_parts(config: ml_collections.ConfigDict) -> int:
   """config.data.num_parts, where 0 means one data part per process."""
   return config.data.get("num_parts", 0) or jax.process_count()
@@ -330,7 +313,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
       process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
-                                         seed=config.train.seed))
+                                         seed=config.train.seed,
+                                         val_list=config.data.get("val_list", ""), echo=echo))
   check_model_fits_features(config, data.spec)
   num_classes = len(data.class_names)
 
@@ -410,6 +394,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   state = ckpts.restore(best, state)
   test = evaluate(steps, state, data.test, config.eval.batch_size, data.sizes["test"])
   results = evaluation.summarize(test["confusion"], data.class_names)
+  if sum(data.sizes["val"]):  # Side by side with test: a gap between them flags a leak.
+    val = evaluate(steps, state, data.val, config.eval.batch_size, data.sizes["val"])
+    results.update(val_loss=val["loss"], val_accuracy=evaluation.summarize(
+        val["confusion"], data.class_names)["accuracy"])
   results.update(test_loss=test["loss"], best_step=int(best), best_metric=ckpts.metric,
                  best_mode=ckpts.mode, best_value=ckpts.score(best), total_steps=total_steps,
                  model=config.model.name, seconds=time.time() - start_time,
@@ -421,8 +409,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     write_json_atomic(workdir / "results.json", results)
     evaluation.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
                                    data.class_names)
-    echo(f"{config.model.name}: test accuracy {results['accuracy']:.4f} on "
-         f"{results['num_examples']} clips ({ckpts.describe(best)}); results in {workdir}")
+    # The validation number shown is the one that chose the step (config.train.best_metric).
+    chosen = "best step" if ckpts.score(best) is not None else "latest step"
+    val_text = (f"{ckpts.metric.replace('_', ' ')} {results[ckpts.metric]:.4f} ({chosen} {best})"
+                if ckpts.metric in results else f"no validation split (step {best})")
+    echo(f"{config.model.name}: {val_text}, test accuracy {results['accuracy']:.4f} on "
+         f"{results['num_examples']} clips; results in {workdir}")
   writer.close()
   ckpts.close()
   return results

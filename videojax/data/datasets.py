@@ -2,7 +2,10 @@
 
 Every layout yields the same things: the class names (label order), the clips
 of the 'train' and 'test' subsets as `ucf101.Example`s, and each clip's group,
-which validation hold-out keeps whole (`ucf101.split_by_group`). A video_id is
+which validation hold-out keeps whole (`ucf101.split_by_group`): UCF gNN and
+HMDB source video from the names, a `group` column of a CSV, else the source
+video a folder clip's name was cut from (`source_group`); "" where none can be
+known. Extraction stores the groups in the shards. A video_id is
 the clip's path relative to `config.data.root` without extension (csv: the
 path as listed), unique within a subset. Whether video files exist is not
 checked: extraction reports missing or unreadable files one by one.
@@ -11,7 +14,8 @@ checked: extraction reports missing or unreadable files one by one.
   hmdb51       <root>/<class>/<video>.avi, <split_dir>/<class>_test_split<N>.txt.
   folders      <root>/{train,test}/<Class>/<video>, or <root>/<Class>/<video>
                split by group with data.test_fraction and data.split_seed.
-  csv          <root>/<csv_train>, <root>/<csv_test>: rows of (video path, label).
+  csv          <root>/<csv_train>, <root>/<csv_test>: rows of (video path, label),
+               and a `group` column where the header has one.
   tfds_ucf101  UCF-101 as built by tensorflow-datasets' `ucf101` builder; clips
                are JPEG frames in TFRecords rather than files (see `_tfds_read_split`).
 """
@@ -88,7 +92,44 @@ def hmdb_group(video_id: str) -> str:
   cls, _, name = video_id.rpartition("/")
   cut = name.rfind(f"_{cls}_") if cls else -1
   source = name[:cut] if cut > 0 else _TRAILING_INDEX.sub("", name)
+  if source == name:  # Neither action nor clip index: nothing tells the source.
+    return ""
   return f"{cls}/{source}" if cls else source
+
+
+# A clip or segment number at the end of a name cut from a longer video:
+# '_c01', '_clip3', '-002', '_part2', '_seg4', '_12'.
+_CLIP_SUFFIX = re.compile(
+    r"[_-](?:c|clip|part|seg|segment|chunk|shot|scene|take)?\d+$", re.IGNORECASE)
+
+
+def source_group(video_id: str, class_name: str | None = None) -> str:
+  """The group of a clip named after the video it was cut from (folders, csv, imports).
+
+  In order: UCF-101 `<Class>_gNN`; HMDB-51 '<source>_<class>_<tags>_<n>' (the
+  name up to the last '_<class>_'); else the name without one trailing clip
+  or segment number (`_c01`, `_clip3`, `-002`, `_part2`, `_12`, ...), so
+  'a/srcA_clip1' and 'a/srcA_clip2' share the group 'a/srcA'. Groups keep
+  the clip's folders.
+
+  Args:
+    video_id: e.g. 'cats/srcA_clip1' (folders below the root, then the name).
+    class_name: the clip's class, for HMDB names; default its last folder.
+
+  Returns:
+    the group, or "" when the name shows none of these patterns (a clip may
+    then be a whole video or a cut of one: nothing tells).
+  """
+  group = ucf101.group_of(video_id)
+  if group:
+    return group
+  folder, _, name = video_id.rpartition("/")
+  cls = class_name or folder.rpartition("/")[2]
+  cut = name.rfind(f"_{cls}_") if cls else -1
+  source = name[:cut] if cut > 0 else _CLIP_SUFFIX.sub("", name)
+  if not source or source == name:
+    return ""
+  return f"{folder}/{source}" if folder else source
 
 
 def _hmdb_files(c) -> tuple[pathlib.Path, dict[str, pathlib.Path]]:
@@ -185,7 +226,7 @@ def _folders_examples(root: pathlib.Path, classes: dict[str, list[pathlib.Path]]
                          f"video_id {video_id!r} must be unique")
       first[video_id] = path
       examples.append(Example(path=path, label=label_of[cls], video_id=video_id,
-                              group=ucf101.group_of(video_id)))
+                              group=source_group(video_id, cls)))
   return examples
 
 
@@ -219,8 +260,14 @@ def _folders_read_split(c, subset: str) -> list[Example]:
 
 # ---------------------------------------------------------------------------- csv
 
-def _csv_rows(c, subset: str) -> tuple[pathlib.Path, list[tuple[int, str, str]]]:
-  """(file, [(line, path, label), ...]) of config.data.csv_<subset>."""
+CSV_GROUP_COLUMN = "group"
+
+
+def _csv_rows(c, subset: str) -> tuple[pathlib.Path, list[tuple[int, str, str, str]]]:
+  """(file, [(line, path, label, group), ...]) of config.data.csv_<subset>.
+
+  group is the cell of the header's `group` column where it has one, else "".
+  """
   key = f"csv_{subset}"
   name = _key(c, key)
   path = pathlib.Path(_key(c, "root")) / name
@@ -234,6 +281,7 @@ def _csv_rows(c, subset: str) -> tuple[pathlib.Path, list[tuple[int, str, str]]]
   reader = csv.reader(ucf101.read_text(path).splitlines())
   rows = []
   where = [0, 1]  # cells of path and label; header-less files hold exactly these two
+  group_at = None  # cell of the group, where the header names one
   header_seen = False
   for cells in reader:
     lineno = reader.line_num
@@ -243,6 +291,8 @@ def _csv_rows(c, subset: str) -> tuple[pathlib.Path, list[tuple[int, str, str]]]
     if not rows and not header_seen:
       if all(col in cells for col in columns):
         where, header_seen = [cells.index(col) for col in columns], True
+        if CSV_GROUP_COLUMN in cells:
+          group_at = cells.index(CSV_GROUP_COLUMN)
         continue
       if len(cells) == 2 and not pathlib.PurePath(cells[0]).suffix:
         raise ValueError(f"{path}:{lineno}: {cells!r} looks like a header but lacks the "
@@ -256,19 +306,21 @@ def _csv_rows(c, subset: str) -> tuple[pathlib.Path, list[tuple[int, str, str]]]
     video, label = cells[where[0]], cells[where[1]]
     if not video or not label:
       raise ValueError(f"{path}:{lineno}: empty video path or label in {cells!r}")
-    rows.append((lineno, video, label))
+    group = cells[group_at] if group_at is not None and group_at < len(cells) else ""
+    rows.append((lineno, video, label, group))
   if not rows:
     raise ValueError(f"{path}: no clips listed")
   return path, rows
 
 
 def _csv_class_names(c) -> list[str]:
-  return sorted({label for _, _, label in _csv_rows(c, "train")[1]})
+  return sorted({label for _, _, label, _ in _csv_rows(c, "train")[1]})
 
 
 def _csv_read_split(c, subset: str) -> list[Example]:
   """Rows in file order. A path not found under root is looked up under <root>/<subset>/,
-  where the Keras CNN-RNN example keeps the clips its CSVs name."""
+  where the Keras CNN-RNN example keeps the clips its CSVs name. A clip's group is its
+  `group` cell, else `source_group` of its path."""
   _subset(subset)
   root = pathlib.Path(_key(c, "root"))
   classes = _csv_class_names(c)
@@ -276,7 +328,7 @@ def _csv_read_split(c, subset: str) -> list[Example]:
   path, rows = _csv_rows(c, subset)
   train_file = root / _key(c, "csv_train")
   examples, first_line = [], {}
-  for lineno, video, label in rows:
+  for lineno, video, label, group in rows:
     if label not in label_of:
       raise ValueError(f"{path}:{lineno}: label {label!r} does not occur in {train_file} "
                        "(the classes are the sorted labels of the train CSV)")
@@ -290,7 +342,7 @@ def _csv_read_split(c, subset: str) -> list[Example]:
     if not file.exists() and (root / subset / rel).exists():
       file = root / subset / rel
     examples.append(Example(path=file, label=label_of[label], video_id=video_id,
-                            group=ucf101.group_of(video_id)))
+                            group=group or source_group(video_id, label)))
   return examples
 
 
@@ -515,9 +567,9 @@ class _Layout:
 _LAYOUTS = {
     "ucf101": _Layout(_ucf_class_names, _ucf_read_split, ucf101.group_of, ()),
     "hmdb51": _Layout(_hmdb_class_names, _hmdb_read_split, hmdb_group, ()),
-    "folders": _Layout(_folders_class_names, _folders_read_split, ucf101.group_of,
+    "folders": _Layout(_folders_class_names, _folders_read_split, source_group,
                        ("test_fraction", "split_seed")),
-    "csv": _Layout(_csv_class_names, _csv_read_split, ucf101.group_of, ()),
+    "csv": _Layout(_csv_class_names, _csv_read_split, source_group, ()),
     "tfds_ucf101": _Layout(_tfds_class_names, _tfds_read_split, ucf101.group_of,
                            ("tfds_config",)),
 }
@@ -560,10 +612,12 @@ def read_split(data_config, subset: str) -> list[Example]:
 
 
 def group_of(data_config: Mapping[str, Any], video_id: str) -> str:
-  """The group of a clip of the layout (only data_config['layout'] is read).
+  """The group of a clip of the layout, from its name alone ("" when unknown).
 
-  UCF-style layouts: `ucf101.group_of` (class and gNN when the name has them,
-  else the clip alone); hmdb51: `hmdb_group`.
+  Only data_config['layout'] is read. ucf101, tfds_ucf101: `ucf101.group_of`
+  (class and gNN); hmdb51: `hmdb_group`; folders, csv: `source_group` (a CSV's
+  group column is not seen here: extraction stores each clip's group in the
+  shards, and this serves shards written before that).
   """
   return _LAYOUTS[layout_name(data_config)].group_of(video_id)
 
@@ -573,8 +627,16 @@ def split_spec(data_config) -> dict[str, Any]:
 
   {} for ucf101, so features extracted before layouts existed keep their hash;
   else {'layout': name} plus the layout's keys that move clips between subsets.
+  A folders pool (no train/ and test/) adds 'groups': 'source': its test
+  split is drawn by `source_group` groups since these exist, so a
+  features_dir split clip by clip before is refused rather than completed
+  with shards of another split.
   """
   name = layout_name(data_config)
   if name == "ucf101":
     return {}
-  return {"layout": name, **{k: _key(data_config, k) for k in _LAYOUTS[name].spec_keys}}
+  spec = {"layout": name, **{k: _key(data_config, k) for k in _LAYOUTS[name].spec_keys}}
+  root = pathlib.Path(_key(data_config, "root"))
+  if name == "folders" and not any((root / s).is_dir() for s in SUBSETS):
+    spec["groups"] = "source"
+  return spec

@@ -10,7 +10,10 @@ as .npy, .npz, .mat (v5 through scipy; v7.3 is HDF5 and is read with h5py) or
 them is a 2-D numeric array. Labels and splits come from a `SplitSource`: a
 UCF-101-style root (classInd.txt, trainlistNN.txt, testlistNN.txt) or CSV files
 with a video column and a class column, like the Keras video-classification
-example's train.csv / test.csv (`video_name,tag`).
+example's train.csv / test.csv (`video_name,tag`), and optionally a group column
+(clips of one source video, which validation keeps whole). Without one, the
+group comes from the name (`datasets.source_group`: UCF gNN, HMDB source,
+'<source>_clip<n>'); the shards store it.
 
 Each array becomes f16[num_frames, d] plus a length, as frames are sampled from
 videos: a longer sequence is sampled uniformly over its whole length
@@ -37,8 +40,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from videojax.data import datasets, ucf101, video
 from videojax.data import features as features_lib
-from videojax.data import ucf101, video
 from videojax.extract import prefetch_map
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".mat", ".h5", ".hdf5")
@@ -48,6 +51,7 @@ _MATLAB_NUMERIC = frozenset({"double", "single", "int8", "int16", "int32", "int6
 # Column names tried, in order, when none is given.
 VIDEO_COLUMNS = ("video_name", "video_id", "video", "path", "filename", "file", "name")
 LABEL_COLUMNS = ("tag", "label", "class", "class_name", "category")
+GROUP_COLUMNS = ("group", "source_video")
 _SPLIT_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")  # shard names use '-' as separator
 _EXTENSION_RE = re.compile(r"^\.[A-Za-z][A-Za-z0-9]{0,4}$")  # '.avi' yes, '.001' no
 
@@ -67,10 +71,18 @@ class SplitSource:
     class_names: k names; class_names[label] is the class of a 0-indexed label.
     splits: split name -> [(video_id, label)] in file order.
     description: where the lists came from (absolute paths); part of the spec.
+    groups: video_id -> its group where the lists give one; the others get
+      `group_of`'s.
   """
   class_names: list[str]
   splits: dict[str, list[tuple[str, int]]]
   description: dict[str, Any]
+  groups: dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def group_of(self, video_id: str, label: int) -> str:
+    """The clip's group: the listed one, else from its name ("" when unknown)."""
+    return self.groups.get(video_id) or datasets.source_group(video_id,
+                                                              self.class_names[label])
 
 
 def ucf_split_source(root: str | os.PathLike, split: int = 1,
@@ -83,18 +95,21 @@ def ucf_split_source(root: str | os.PathLike, split: int = 1,
     ValueError: as `ucf101.read_split`, naming the file and line.
   """
   root = pathlib.Path(root)
-  splits = {s: [(e.video_id, e.label) for e in ucf101.read_split(root, s, split)]
-            for s in subsets}
+  examples = {s: ucf101.read_split(root, s, split) for s in subsets}
+  splits = {s: [(e.video_id, e.label) for e in ex] for s, ex in examples.items()}
   return SplitSource(class_names=ucf101.read_class_names(root), splits=splits,
-                     description={"ucf_root": str(root.resolve()), "split": split})
+                     description={"ucf_root": str(root.resolve()), "split": split},
+                     groups={e.video_id: e.group for ex in examples.values() for e in ex})
 
 
 def _column(fields: Sequence[str], given: str | None, candidates: Sequence[str], what: str,
-            flag: str, path: pathlib.Path) -> str:
+            flag: str, path: pathlib.Path, optional: bool = False) -> str | None:
   by_lower = {f.strip().lower(): f for f in fields if f is not None}
   for name in [given] if given else candidates:
     if name.lower() in by_lower:
       return by_lower[name.lower()]
+  if optional and not given:
+    return None
   looked = repr(given) if given else ", ".join(candidates)
   raise ValueError(f"{path}: no {what} column (looked for {looked}; the header has "
                    f"{', '.join(map(repr, fields))}); name it with {flag}")
@@ -124,8 +139,9 @@ def _sorted_classes(names: set[str]) -> list[str]:
 
 def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike], *,
                      split_column: str | None = None, video_column: str | None = None,
-                     label_column: str | None = None) -> SplitSource:
-  """Splits and labels from CSV files with a header.
+                     label_column: str | None = None,
+                     group_column: str | None = None) -> SplitSource:
+  """Splits, labels and groups from CSV files with a header.
 
   Args:
     files: {split: csv} with one file per split (e.g. {'train': 'train.csv',
@@ -134,12 +150,15 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
     video_column: the video file or id ('ApplyEyeMakeup/v_x.avi', 'v_x.avi' or
       'v_x'); default the first of VIDEO_COLUMNS in the header.
     label_column: the class name; default the first of LABEL_COLUMNS.
+    group_column: the clip's group (its source video); default the first of
+      GROUP_COLUMNS, if any. An empty cell leaves the group to the name.
 
   Returns:
     The source; classes are the sorted names over all splits.
 
   Raises:
-    ValueError, naming the file and line: a missing file or column, an empty
+    ValueError, naming the file and line: a missing file or column (the group
+      column only when named), an empty
       video, class or split name, a video listed twice (in one split or two),
       a split with no video.
   """
@@ -152,6 +171,8 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
       raise ValueError(f"{files}: one CSV for all splits needs split_column")
     jobs = [(pathlib.Path(files), None)]
   rows: dict[str, list[tuple[str, str]]] = {}
+  groups: dict[str, str] = {}
+  group_columns: set[str] = set()
   seen: dict[str, str] = {}
   for path, fixed_split in jobs:
     if not path.is_file():
@@ -163,6 +184,8 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
       lcol = _column(fields, label_column, LABEL_COLUMNS, "class", "--label_column", path)
       scol = (_column(fields, split_column, (), "split", "--split_column", path)
               if fixed_split is None else None)
+      gcol = _column(fields, group_column, GROUP_COLUMNS, "group", "--group_column", path,
+                     optional=True)
       for row in reader:
         where = f"{path}:{reader.line_num}"
         vid, label = video_id_of(row.get(vcol) or ""), (row.get(lcol) or "").strip()
@@ -175,6 +198,9 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
           raise ValueError(f"{where}: video {vid!r} is listed twice (also {seen[vid]})")
         seen[vid] = where
         rows.setdefault(split, []).append((vid, label))
+        if gcol and (row.get(gcol) or "").strip():
+          groups[vid] = row[gcol].strip()
+          group_columns.add(gcol)
   for path, split in jobs:
     if not rows or (split and split not in rows):
       raise ValueError(f"{path}: no videos listed")
@@ -184,14 +210,17 @@ def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike],
   description: dict[str, Any] = {f"{s}_csv" if s else "csv": str(p.resolve()) for p, s in jobs}
   if split_column:
     description["split_column"] = split_column
-  return SplitSource(class_names=class_names, splits=splits, description=description)
+  if group_columns:  # In the spec: shards made without the groups are refused, not kept.
+    description["group_column"] = ",".join(sorted(group_columns))
+  return SplitSource(class_names=class_names, splits=splits, description=description,
+                     groups=groups)
 
 
 def make_split_source(*, ucf_root: str | None = None, split: int = 1,
                       train_csv: str | None = None, test_csv: str | None = None,
                       csv_path: str | None = None, split_column: str | None = None,
-                      video_column: str | None = None,
-                      label_column: str | None = None) -> SplitSource:
+                      video_column: str | None = None, label_column: str | None = None,
+                      group_column: str | None = None) -> SplitSource:
   """The one split source the arguments name (the flags of scripts/import_features.py).
 
   Raises:
@@ -203,9 +232,11 @@ def make_split_source(*, ucf_root: str | None = None, split: int = 1,
   if len(given) != 1:
     raise ValueError("give exactly one split source: --ucf_root, --train_csv with --test_csv, "
                      f"or --csv with --split_column (got {', '.join(given) or 'none'})")
+  if ucf_root and group_column:
+    raise ValueError("--group_column applies to CSV lists; UCF-101 names carry their group")
   if ucf_root:
     return ucf_split_source(ucf_root, split)
-  kw = dict(video_column=video_column, label_column=label_column)
+  kw = dict(video_column=video_column, label_column=label_column, group_column=group_column)
   if csv_path:
     return csv_split_source(csv_path, split_column=split_column or "split", **kw)
   if not (train_csv and test_csv):
@@ -505,12 +536,14 @@ def _load_clip(item: tuple[str, int, pathlib.Path | str], key: str | None, num_f
 
 def import_shard(items: Sequence[tuple[str, int, pathlib.Path | str]], path: pathlib.Path, *,
                  spec: dict[str, Any], class_names: Sequence[str], key: str | None,
-                 num_workers: int, progress) -> list[list[str]]:
+                 num_workers: int, progress,
+                 groups: Mapping[str, str] | None = None) -> list[list[str]]:
   """Reads one shard's arrays and writes the shard; returns its failures.
 
   Args:
     items: (video_id, label, array file or the reason there is none).
     path: the shard file.
+    groups: video_id -> group ("" unknown), stored in the shard; None stores none.
   """
   t, d = spec["num_frames"], spec["feature_dim"]
   feats = np.zeros((len(items), t, d), np.float32)
@@ -529,7 +562,8 @@ def import_shard(items: Sequence[tuple[str, int, pathlib.Path | str]], path: pat
   features_lib.write_shard(
       path, features=feats[ok], lengths=lengths[ok],
       labels=np.array([items[i][1] for i in ok], np.int32),
-      video_ids=[items[i][0] for i in ok], class_names=class_names, spec=spec, failed=failed)
+      video_ids=[items[i][0] for i in ok], class_names=class_names, spec=spec, failed=failed,
+      groups=None if groups is None else [groups[items[i][0]] for i in ok])
   return failed
 
 
@@ -571,9 +605,11 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
     raise ValueError(f"{src_dir}: not a directory of feature arrays")
   index = ArrayIndex(src_dir, exclude=features_dir)
   resolved: dict[str, list[tuple[str, int, pathlib.Path | str]]] = {}
+  groups: dict[str, str] = {}
   for split, videos in split_source.splits.items():
     items = []
     for vid, label in videos:
+      groups[vid] = split_source.group_of(vid, label)
       try:
         items.append((vid, label, index.find(vid)))
       except ArrayError as e:
@@ -590,7 +626,8 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
 
   todo, skipped = [], 0
   for split, items in resolved.items():
-    plan, done = features_lib.plan_shards(features_dir, split, items, shard_size, spec)
+    plan, done = features_lib.plan_shards(features_dir, split, items, shard_size, spec,
+                                          echo=echo)
     todo, skipped = todo + plan, skipped + done
 
   unlisted = len(index) - len({str(p) for p in found})
@@ -601,8 +638,11 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
             disable=None) as progress:
     for path, items in todo:
       import_shard(items, path, spec=spec, class_names=split_source.class_names, key=key,
-                   num_workers=num_workers, progress=progress)
+                   num_workers=num_workers, progress=progress, groups=groups)
 
+  features_lib.clear_stale_shards(
+      features_dir, {split: features_lib.shard_count(len(items), shard_size)
+                     for split, items in resolved.items()}, echo)
   failed = features_lib.write_failure_report(features_dir)
   if failed:
     echo(f"{len(failed)} video(s) could not be used and were skipped; see "

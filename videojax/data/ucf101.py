@@ -38,7 +38,9 @@ class Example:
     label: class index, 0-indexed (classInd's number minus one).
     video_id: path relative to the root without extension, with the class
       folder spelled as in classInd, e.g. 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01'.
-    group: clips that share actor and scene, e.g. 'ApplyEyeMakeup_g08'.
+    group: clips that share actor and scene (or come from one source video),
+      e.g. 'ApplyEyeMakeup_g08'; "" where no group can be known, and then
+      the clip counts as a group of its own (`split_by_group`).
     frames: None for a clip in a video file; for a clip stored as frames (the
       tfds_ucf101 layout of `datasets`), returns its n encoded images (JPEG,
       PNG: bytes[n]) in time order. Not compared.
@@ -117,11 +119,10 @@ def group_of(video_id: str) -> str:
     video_id: e.g. 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01'.
 
   Returns:
-    e.g. 'ApplyEyeMakeup_g08'; the video_id itself when the name has no gNN,
-    which makes every such clip a group of its own.
+    e.g. 'ApplyEyeMakeup_g08'; "" (unknown) when the name has no gNN.
   """
   match = _GROUP_RE.match(video_id.rsplit("/", 1)[-1])
-  return match.group("group") if match else video_id
+  return match.group("group") if match else ""
 
 
 def _resolve(root: pathlib.Path, folder: str, canonical: str, filename: str) -> pathlib.Path:
@@ -204,8 +205,9 @@ def split_by_group(examples: Sequence[Example], fraction: float,
   Each class holds out round(fraction * its groups), at least one and at most
   all but one when it has two or more groups, so every such class appears on
   both sides; a class with a single group stays in `rest`. If no class has two
-  groups but there are two or more groups, one group is held out. The choice
-  depends only on the examples' groups and the seed.
+  groups but there are two or more groups, one group is held out. A clip whose
+  group is "" (unknown) is a group of its own, named by its video_id. The
+  choice depends only on the examples' groups and the seed.
 
   Args:
     examples: clips of a split (e.g. from `read_split(..., 'train')`).
@@ -223,9 +225,10 @@ def split_by_group(examples: Sequence[Example], fraction: float,
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}")
   # A group belongs to the class of its first clip (in UCF names all agree).
+  group_of_clip = [e.group or e.video_id for e in examples]
   class_of_group: dict[str, int] = {}
-  for example in examples:
-    class_of_group.setdefault(example.group, example.label)
+  for example, group in zip(examples, group_of_clip):
+    class_of_group.setdefault(group, example.label)
   groups_of_class: dict[int, list[str]] = {}
   for group, label in class_of_group.items():
     groups_of_class.setdefault(label, []).append(group)
@@ -243,6 +246,6 @@ def split_by_group(examples: Sequence[Example], fraction: float,
     if not held and len(class_of_group) >= 2:
       groups = sorted(class_of_group)
       held.add(groups[int(np.random.default_rng([seed]).integers(len(groups)))])
-  rest = [e for e in examples if e.group not in held]
-  held_out = [e for e in examples if e.group in held]
+  rest = [e for e, g in zip(examples, group_of_clip) if g not in held]
+  held_out = [e for e, g in zip(examples, group_of_clip) if g in held]
   return rest, held_out
