@@ -1,4 +1,4 @@
-"""One train.py per workdir: a second is refused naming the holder; a dead holder's lock is taken."""
+"""One train.py per workdir: a second is refused naming the holder; a dead one's lock is taken."""
 import os
 import signal
 import socket
