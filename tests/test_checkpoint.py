@@ -181,28 +181,41 @@ def test_a_full_disk_stops_the_metric_log_with_one_line_and_no_half_line(tmp_pat
   w.close()
 
 
+@pytest.mark.parametrize("when", ["save", "async"])
 def test_a_full_disk_stops_checkpointing_with_one_line_and_keeps_the_last_step(
-    features, tmp_path, monkeypatch):
+    features, tmp_path, monkeypatch, when):
+  """save: the disk fills up as orbax starts the save; async: in its background thread,
+  reported by wait_until_finished, with the OSError as the cause."""
   work = tmp_path / "run"
   first = {**FALLING, "train.num_epochs": 1, "train.checkpoint_every_steps": 0}
   train.train_and_evaluate(_config(features, **first), str(work), **QUIET)
   steps = _steps_on_disk(work)
   kept = _digest(work / "checkpoints")
-  real_save = checkpoint.ocp.CheckpointManager.save
+  manager = checkpoint.ocp.CheckpointManager
+  real_save, real_wait = manager.save, manager.wait_until_finished
 
-  def full(self, step, *args, **kwargs):
+  def full_save(self, step, *args, **kwargs):
     # As orbax does, write into a temporary directory first; the disk fills up there.
     partial = self.directory / f"{step}.orbax-checkpoint-tmp-1234" / "state"
     partial.mkdir(parents=True)
     (partial / "chunk").write_bytes(b"x" * 100)
-    raise ValueError(f"Error writing {partial}/chunk: [OS error: No space left on device]")
+    if when == "save":
+      raise ValueError(f"Error writing {partial}/chunk: [OS error: No space left on device]")
 
-  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", full)
+  def full_wait(self):
+    if list(self.directory.glob("*.orbax-checkpoint-tmp-*")):
+      raise RuntimeError("Save Finalize thread failed") from OSError(
+          errno.ENOSPC, "No space left on device")
+    real_wait(self)
+
+  monkeypatch.setattr(manager, "save", full_save)
+  monkeypatch.setattr(manager, "wait_until_finished", full_wait)
   with pytest.raises(DiskFull, match=r"^no space left on the device of .*checkpoints: about "
                                      r"[0-9.]+ MiB needed, [0-9.]+ MiB free; free some space"):
     train.train_and_evaluate(_config(features, **{**first, "train.num_epochs": 2}), str(work),
                              **QUIET)
-  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", real_save)
+  monkeypatch.setattr(manager, "save", real_save)
+  monkeypatch.setattr(manager, "wait_until_finished", real_wait)
   assert _steps_on_disk(work) == steps and _digest(work / "checkpoints") == kept
   assert not list((work / "checkpoints").glob("*tmp*"))
 
