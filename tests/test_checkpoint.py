@@ -102,8 +102,8 @@ def test_the_best_step_is_kept_evaluated_and_loaded_after_a_kill_and_resume(feat
   assert resumed["best_step"] == best and resumed["confusion"] == reference["confusion"]
   assert _expected_best(work) == best
   run = runs.load_run(work)  # what evaluate.py and predict.py load
-  assert run.step == best and run.chosen == f"step {best} (best val_accuracy=" \
-      f"{reference['best_value']:.4f})"
+  assert run.step == best
+  assert run.chosen == f"step {best}, best val_accuracy={reference['best_value']:.4f}"
 
 
 def test_best_metric_val_loss_min_picks_the_lowest_validation_loss(features, tmp_path):

@@ -153,11 +153,11 @@ class Checkpoints:
     return ranked[0] if ranked else self.latest_step()
 
   def describe(self, step: int) -> str:
-    """E.g. 'step 12 (best val_accuracy=0.8125)', or 'step 12 (latest; no validation metric)'."""
+    """E.g. 'step 12, best val_accuracy=0.8125', or 'step 12, the latest: no validation metric'."""
     score = self.score(step)
     if score is None:
-      return f"step {step} (latest; no validation metric)"
-    return f"step {step} (best {self.metric}={score:.4f})"
+      return f"step {step}, the latest: no validation metric"
+    return f"step {step}, best {self.metric}={score:.4f}"
 
   def save(self, step: int, state: Any, meta: Mapping[str, Any],
            metrics: Mapping[str, float] | None = None) -> None:
@@ -294,6 +294,7 @@ def check_finite(state: Any, where: str) -> None:
   """Raises NonFiniteCheckpoint if any floating array of `state` holds NaN or inf."""
   bad = [jax.tree_util.keystr(path) for path, x in jax.tree_util.tree_leaves_with_path(state)
          if np.issubdtype(np.asarray(x).dtype, np.floating) and not np.isfinite(x).all()]
+  bad.sort(key=lambda p: not p.startswith("['params']"))  # Name a parameter first.
   if bad:
     raise NonFiniteCheckpoint(f"{where} holds NaN/inf parameters ({bad[0]}"
                               + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")

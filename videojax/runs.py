@@ -26,7 +26,7 @@ class Run:
     step: the checkpoint step (best by the run's config.train.best_metric, else the latest).
     meta: what the run was trained on (videojax.train.run_meta).
     apply: jitted (features f16[b, t, d], mask bool[b, t]) -> probabilities f32[b, k].
-    chosen: which step and why, e.g. 'step 12 (best val_accuracy=0.8125)'.
+    chosen: which step and why, e.g. 'step 12, best val_accuracy=0.8125'.
   """
   workdir: pathlib.Path
   step: int
