@@ -173,8 +173,8 @@ def test_a_full_disk_stops_the_metric_log_with_one_line_and_no_half_line(tmp_pat
 
   monkeypatch.setattr(writers.os, "write", full)
   with pytest.raises(DiskFull, match=r"^no space left on the device of .*metrics.jsonl: about "
-                                     r"0.0 MiB needed.*; free some space, or use another "
-                                     r"--workdir") as e:
+                                     r"0.00 MiB needed, [0-9.]+ MiB free; free some space, or "
+                                     r"use another --workdir$") as e:
     w.write(2, {"loss": 0.5})
   assert "\n" not in str(e.value) and e.value.errno == errno.ENOSPC
   assert (tmp_path / "metrics.jsonl").read_bytes() == before
@@ -211,7 +211,8 @@ def test_a_full_disk_stops_checkpointing_with_one_line_and_keeps_the_last_step(
   monkeypatch.setattr(manager, "save", full_save)
   monkeypatch.setattr(manager, "wait_until_finished", full_wait)
   with pytest.raises(DiskFull, match=r"^no space left on the device of .*checkpoints: about "
-                                     r"[0-9.]+ MiB needed, [0-9.]+ MiB free; free some space"):
+                                     r"[0-9.]+ MiB needed, [0-9.]+ MiB free; free some space, or "
+                                     r"use another --workdir$"):
     train.train_and_evaluate(_config(features, **{**first, "train.num_epochs": 2}), str(work),
                              **QUIET)
   monkeypatch.setattr(manager, "save", real_save)

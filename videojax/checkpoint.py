@@ -76,17 +76,24 @@ def _tree_bytes(tree: Any) -> int:
              for x in jax.tree.leaves(tree) if hasattr(x, "shape"))
 
 
-def disk_full_error(path: str | os.PathLike, needed: int, cause: BaseException) -> DiskFull:
-  """The one-line DiskFull for a failed write of about `needed` bytes under `path`."""
+def _dir_bytes(path: pathlib.Path) -> int:
+  """Disk space taken by the files under `path`, as du counts it (whole blocks: many are tiny)."""
+  return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+def disk_full_error(path: str | os.PathLike, needed: int) -> DiskFull:
+  """The one-line DiskFull for a failed write of about `needed` bytes under `path`.
+
+  The cause (orbax's or the OS's error, many lines) stays in __cause__ for --debug.
+  """
   path = pathlib.Path(path)
   try:
     free = shutil.disk_usage(path if path.exists() else path.parent).free
-    free_text = f", {free / 2**20:.1f} MiB free"
+    free_text = f", {free / 2**20:.2f} MiB free"
   except OSError:
     free_text = ""
-  err = DiskFull(f"no space left on the device of {path}: about {needed / 2**20:.1f} MiB "
-                 f"needed{free_text}; free some space, or use another --workdir "
-                 f"({_first_line(cause)})")
+  err = DiskFull(f"no space left on the device of {path}: about {needed / 2**20:.2f} MiB "
+                 f"needed{free_text}; free some space, or use another --workdir")
   err.errno = errno.ENOSPC  # Set after: OSError(errno, msg) would print "[Errno 28] ...".
   return err
 
@@ -192,7 +199,10 @@ class Checkpoints:
     self._manager.reload()
     self._metrics = {s: m for s, m in self._metrics.items() if s in self._manager.all_steps()}
     if _is_disk_full(e):
-      raise disk_full_error(self.directory, 2 * self._state_bytes + 2**20, e) from e
+      # A step takes about what the last whole one took (the arrays plus orbax's metadata).
+      last = self.latest_step()
+      needed = max(self._state_bytes, _dir_bytes(self.directory / str(last)) if last else 0)
+      raise disk_full_error(self.directory, needed) from e
     raise e
 
   def _remove_tmp(self) -> None:

@@ -70,7 +70,7 @@ class MetricWriter:
       except OSError as e:
         os.ftruncate(fd, size)
         if e.errno == errno.ENOSPC:
-          raise disk_full_error(path, len(line), e) from e
+          raise disk_full_error(path, len(line)) from e
         raise
     finally:
       os.close(fd)
