@@ -160,10 +160,10 @@ class Checkpoints:
     return ranked[0] if ranked else self.latest_step()
 
   def describe(self, step: int) -> str:
-    """E.g. 'step 12, best val_accuracy=0.8125', or 'step 12, the latest: no validation metric'."""
+    """E.g. 'step 12, best val_accuracy=0.8125', or 'step 12, no validation metric'."""
     score = self.score(step)
     if score is None:
-      return f"step {step}, the latest: no validation metric"
+      return f"step {step}, no validation metric"
     return f"step {step}, best {self.metric}={score:.4f}"
 
   def save(self, step: int, state: Any, meta: Mapping[str, Any],
@@ -182,7 +182,7 @@ class Checkpoints:
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     except Exception as e:
-      self._fail(step, e)
+      self._fail(e)
     self._metrics[step] = metrics
 
   def wait(self) -> None:
@@ -190,10 +190,10 @@ class Checkpoints:
     try:
       self._manager.wait_until_finished()
     except Exception as e:
-      self._fail(self.latest_step(), e)
+      self._fail(e)
     self._prune()
 
-  def _fail(self, step: int | None, e: Exception) -> None:
+  def _fail(self, e: Exception) -> None:
     """Removes the temporary files of a failed save, then raises (DiskFull when ENOSPC)."""
     self._remove_tmp()
     self._manager.reload()
