@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 METRICS = ("val_accuracy", "val_loss")
 MODES = ("max", "min")
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space; over the user's quota
 
 
 class CheckpointMismatch(ValueError):
@@ -61,11 +62,12 @@ def _first_line(e: BaseException) -> str:
 
 
 def _is_disk_full(e: BaseException) -> bool:
-  """True if `e` or an exception it came from is ENOSPC (orbax/tensorstore wrap it)."""
+  """True if `e` or an exception it came from is ENOSPC/EDQUOT (orbax/tensorstore wrap it)."""
   seen = set()
   while e is not None and id(e) not in seen:
     seen.add(id(e))
-    if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
+    if (getattr(e, "errno", None) in DISK_FULL_ERRNOS
+        or any(os.strerror(n) in str(e) for n in DISK_FULL_ERRNOS)):
       return True
     e = e.__cause__ or e.__context__
   return False

@@ -1,7 +1,6 @@
 """Metrics out of the math: console, JSON lines and TensorBoard, process 0 only."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pathlib
@@ -10,7 +9,7 @@ from collections.abc import Mapping
 import jax
 import tensorflow as tf
 
-from videojax.checkpoint import disk_full_error
+from videojax.checkpoint import DISK_FULL_ERRNOS, disk_full_error
 from videojax.files import write_text_atomic
 
 tf.config.set_visible_devices([], "GPU")
@@ -69,7 +68,7 @@ class MetricWriter:
           data = data[os.write(fd, data):]
       except OSError as e:
         os.ftruncate(fd, size)
-        if e.errno == errno.ENOSPC:
+        if e.errno in DISK_FULL_ERRNOS:
           raise disk_full_error(path, len(line)) from e
         raise
     finally:
