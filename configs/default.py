@@ -87,6 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.normalize_features = True # standardise each feature dim with train-split statistics
   c.train.seed = 0
   c.train.checkpoint_every_steps = 0  # also save mid-epoch (latest only; 0: at epoch ends)
+  # Which epoch-end step is kept as "best" and evaluated (train, evaluate.py, predict.py):
+  # val_accuracy | val_loss, and max | min (ties go to the later step).
+  c.train.best_metric = "val_accuracy"
+  c.train.best_mode = "max"
   c.train.num_devices = 0           # 0: every device of every host
 
   c.eval = ml_collections.ConfigDict()

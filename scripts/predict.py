@@ -3,6 +3,7 @@
   python scripts/predict.py --workdir runs/demo/gru path/to/video.avi [more.mp4 ...]
 """
 import os
+import sys
 
 from videojax import malloc  # The standard library only: light.
 
@@ -28,6 +29,7 @@ def main(argv):
   if len(argv) < 2:
     raise app.UsageError("give one or more video files")
   predictor = Predictor(_WORKDIR.value)
+  print(predictor.chosen, file=sys.stderr)  # stderr: stdout stays one block per video.
   status = 0
   for path in argv[1:]:
     try:

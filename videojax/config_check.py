@@ -18,8 +18,6 @@ from typing import Any
 import ml_collections
 
 STAGES = ("extract", "train")
-BEST_METRICS = ("val_accuracy", "val_loss")
-BEST_MODES = ("max", "min")
 POOLINGS = ("avg", "grid")
 _MISSING = object()
 
@@ -145,7 +143,7 @@ def _check_extract(c: _Checker) -> None:
 
 def _check_train(c: _Checker) -> None:
   import jax
-  from videojax import models
+  from videojax import checkpoint, models
 
   c.path_set("data.features_dir")
   c.non_negative_int("data.num_frames", default=0)
@@ -173,8 +171,8 @@ def _check_train(c: _Checker) -> None:
   if c.get("train.label_smoothing", _MISSING) is not _MISSING:
     c.check("train.label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
   c.non_negative_int("train.checkpoint_every_steps", default=0)
-  c.name("train.best_metric", BEST_METRICS, default=BEST_METRICS[0])
-  c.name("train.best_mode", BEST_MODES, default=BEST_MODES[0])
+  c.name("train.best_metric", checkpoint.METRICS, default=checkpoint.METRICS[0])
+  c.name("train.best_mode", checkpoint.MODES, default=checkpoint.MODES[0])
 
 
 def validate(config: ml_collections.ConfigDict, stage: str) -> None:

@@ -276,7 +276,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
   for i, (run, fs, index) in enumerate(zip(runs, sets, indices)):
     total += predict_probabilities(run, fs, modes, batch_size,
                                    desc=f"evaluate {i + 1}/{len(runs)} {run.workdir.name}")[index]
-  described = [{"workdir": str(run.workdir.absolute()), "step": run.step,
+  described = [{"workdir": str(run.workdir.absolute()), "step": run.step, "chosen": run.chosen,
                 "model": run.meta["model"], "num_frames": run.meta["num_frames"],
                 "feature_dim": run.meta["feature_dim"],
                 "features_dir": str(pathlib.Path(d or run.meta["features_dir"]).absolute())}
@@ -299,6 +299,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
   echo(f"{len(runs)} run(s), {split} split, views {','.join(modes)}: top-1 "
        f"{metrics['top1_accuracy']:.4f}"
        + (f", top-5 {top5:.4f}" if top5 is not None else "")
-       + f", macro F1 {metrics['macro_f1']:.4f} on {metrics['num_examples']} clips; "
+       + f", macro F1 {metrics['macro_f1']:.4f} on {metrics['num_examples']} clips "
+       f"({'; '.join(run.chosen for run in runs)}); "
        f"results in {out_dir}")
   return report

@@ -12,8 +12,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  try:
+    tmp.write_text(text)
+    os.replace(tmp, path)
+  except BaseException:  # A full disk, say: leave no half-written temporary behind.
+    tmp.unlink(missing_ok=True)
+    raise
   return path
 
 

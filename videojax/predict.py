@@ -25,6 +25,7 @@ class Predictor:
     run = load_run(workdir)
     self.meta = meta = run.meta
     self.class_names: list[str] = run.class_names
+    self.chosen = f"{run.workdir}: {run.chosen}"  # Which checkpoint answers, for the user.
     self.spec = meta["feature_spec"]
     features_dir = pathlib.Path(meta["features_dir"])
     if self.spec.get("backbone") == "imported":

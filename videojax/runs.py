@@ -13,7 +13,7 @@ from typing import Any
 import jax
 
 from videojax import models
-from videojax.checkpoint import Checkpoints
+from videojax.checkpoint import Checkpoints, check_finite
 from videojax.normalization import standardize
 
 
@@ -23,14 +23,16 @@ class Run:
 
   Attributes:
     workdir: the run directory (scripts/train.py --workdir).
-    step: the checkpoint step (best validation accuracy, else the latest).
+    step: the checkpoint step (best by the run's config.train.best_metric, else the latest).
     meta: what the run was trained on (videojax.train.run_meta).
     apply: jitted (features f16[b, t, d], mask bool[b, t]) -> probabilities f32[b, k].
+    chosen: which step and why, e.g. 'step 12, best val_accuracy=0.8125'.
   """
   workdir: pathlib.Path
   step: int
   meta: dict
   apply: Any
+  chosen: str = ""
 
   @property
   def class_names(self) -> list[str]:
@@ -40,8 +42,11 @@ class Run:
 def load_run(workdir: str | os.PathLike) -> Run:
   """The best checkpoint of `workdir`, with its model jitted.
 
+  A best step that cannot be read is skipped with a warning for the next best.
+
   Raises:
-    FileNotFoundError: `workdir` has no checkpoint.
+    FileNotFoundError: `workdir` has no readable checkpoint.
+    NonFiniteCheckpoint: its parameters hold NaN/inf (a diverged run).
   """
   workdir = pathlib.Path(workdir)
   if not (workdir / "checkpoints").is_dir():
@@ -49,13 +54,14 @@ def load_run(workdir: str | os.PathLike) -> Run:
                             "(scripts/train.py --workdir ...)")
   ckpts = Checkpoints(workdir / "checkpoints")
   try:
-    step = ckpts.best_step()
-    if step is None:
+    if ckpts.latest_step() is None:
       raise FileNotFoundError(f"--workdir {workdir}: no checkpoint in {ckpts.directory}")
+    step, state = ckpts.restore_best_raw()
     meta = ckpts.read_meta(step)
-    state = ckpts.restore_raw(step)
+    chosen = ckpts.describe(step)
   finally:
     ckpts.close()
+  check_finite(state, f"{ckpts.directory}/{step}")
   model = models.create_model(meta["model"], len(meta["class_names"]), **meta["model_kwargs"])
   params, mean, std = state["params"], state["feature_mean"], state["feature_std"]
 
@@ -65,4 +71,4 @@ def load_run(workdir: str | os.PathLike) -> Run:
                          train=False)
     return jax.nn.softmax(logits)
 
-  return Run(workdir=workdir, step=int(step), meta=meta, apply=apply)
+  return Run(workdir=workdir, step=int(step), meta=meta, apply=apply, chosen=chosen)

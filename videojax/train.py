@@ -24,14 +24,20 @@ from tqdm import tqdm
 from videojax import config_check, evaluation, models, sharding, threefry
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
+from videojax.errors import UserError
 from videojax.data import parts as parts_lib
 from videojax.data import pipeline
 from videojax.data.validation import split_validation  # noqa: F401  (also train.split_validation)
 from videojax.files import write_json_atomic
 from videojax.normalization import standardize
+from videojax.workdir_lock import WorkdirLock
 from videojax.writers import MetricWriter
 
 Metrics = dict[str, jax.Array]
+
+
+class TrainingDiverged(UserError, RuntimeError):
+  """The loss, a gradient or the updated parameters are NaN/inf; the message is one line."""
 
 
 class TrainState(train_state.TrainState):
@@ -129,6 +135,10 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
   The loss is cross-entropy against one-hot labels smoothed by `label_smoothing`
   (0: plain); eval_step always reports the unsmoothed loss.
+
+  Returns:
+    The new state and {loss f32[], accuracy f32[], finite bool[]}: finite is false
+    when the loss or a new parameter is NaN/inf (see train_and_evaluate).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
@@ -142,7 +152,18 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-  return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
+  new = state.apply_gradients(grads=grads)
+  # The host stops at the first false flag and never saves a state it has not checked.
+  # NaN/inf gradients make NaN parameters through Adam, and so does a NaN learning rate
+  # with finite gradients: the loss and the new parameters cover all three (one read).
+  finite = jnp.isfinite(loss) & _all_finite(new.params)
+  return new, {"loss": loss, "accuracy": accuracy, "finite": finite}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  """bool[]: every element of every floating array of `tree` is finite."""
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+                            if jnp.issubdtype(x.dtype, jnp.inexact)] or [jnp.bool_(True)]))
 
 
 def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int) -> Metrics:
@@ -241,28 +262,68 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        echo=print) -> dict[str, Any]:
   """Trains `config.model` on the features in `config.data.features_dir`.
 
-  Writes to `workdir`: checkpoints/ (latest and best), metrics.jsonl,
-  tensorboard/, results.json and confusion.csv (test split, best checkpoint).
-  Resumes from the latest checkpoint in `workdir` with the same data order.
+  Writes to `workdir`: checkpoints/ (the latest step and the best by
+  config.train.best_metric / best_mode), metrics.jsonl, tensorboard/,
+  results.json and confusion.csv (test split, best checkpoint). Resumes from the
+  newest whole checkpoint in `workdir` with the same data order (a damaged
+  newer step is moved aside with a warning).
 
   Returns:
-    The test results: accuracy, per-class accuracy, confusion, timing.
+    The test results: accuracy, per-class accuracy, confusion, timing, and
+    which step was evaluated (best_step, best_metric, best_value).
 
   Raises:
     FeatureError: missing, incomplete or inconsistent feature shards.
     CheckpointMismatch: `workdir` holds a run of another configuration.
     ConfigError: config values out of range (videojax.config_check), all in one message.
+    WorkdirInUse: another train.py runs in `workdir`.
+    TrainingDiverged: a NaN/inf loss, gradient or parameter (nothing of it is saved).
+    DiskFull: no space for a checkpoint or a log line (the earlier ones are kept).
   """
   start_time = time.time()
   workdir = pathlib.Path(workdir)
-  config_check.validate(config, "train")  # Before anything is written (workdir).
-  smoothing = config.train.get("label_smoothing", 0.0)
-  data = parts_lib.load_parts(
+  # Both before anything is written: a bad config or features dir leaves no workdir.
+  config_check.validate(config, "train")
+  data = load_data(config, echo)
+  # The processes of one multi-host run share the workdir: process 0 holds the lock for all.
+  if jax.process_index() != 0:
+    return _train_and_evaluate(config, workdir, data, echo, start_time)
+  with WorkdirLock(workdir):
+    return _train_and_evaluate(config, workdir, data, echo, start_time)
+
+
+def load_data(config: ml_collections.ConfigDict, echo=print) -> parts_lib.Parts:
+  """This process's parts of the train, validation and test splits (`parts.load_parts`)."""
+  return parts_lib.load_parts(
       config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
       process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
                                          seed=config.train.seed,
                                          val_list=config.data.get("val_list", ""), echo=echo))
+
+
+def _check_finite(step: int, finite: jax.Array, config: ml_collections.ConfigDict,
+                  ckpts: Checkpoints) -> None:
+  """Raises TrainingDiverged if the flag of `step` is false, once saves in flight are whole."""
+  if bool(finite):
+    return
+  ckpts.wait()
+  last = ckpts.latest_step()
+  raise TrainingDiverged(
+      f"training diverged at step {step}: the loss, a gradient or the updated parameters are "
+      f"NaN/inf; lower train.learning_rate (now {config.train.learning_rate}), or check "
+      f"train.weight_decay, train.label_smoothing and the features "
+      f"(train.normalize_features, data.features_dir); "
+      + (f"the last finite checkpoint, {ckpts.directory}/{last}, is kept"
+         if last else "no checkpoint was saved"))
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                        data: parts_lib.Parts, echo, start_time: float) -> dict[str, Any]:
+  """train_and_evaluate, once the config is checked, the data loaded and the workdir locked."""
+  best_metric = config.train.get("best_metric", "val_accuracy")
+  best_mode = config.train.get("best_mode", "max")
+  smoothing = config.train.get("label_smoothing", 0.0)
   check_model_fits_features(config, data.spec)
   num_classes = len(data.class_names)
 
@@ -277,11 +338,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 out_shardings=repl)()
 
   meta = run_meta(config, data)
-  ckpts = Checkpoints(workdir / "checkpoints")
-  start_step = ckpts.latest_step() or 0
+  ckpts = Checkpoints(workdir / "checkpoints", best_metric, best_mode,
+                      warn=lambda m: echo(f"Warning: {m}"))
+  start_step, restored = ckpts.resume(
+      state, lambda found: check_meta(meta, found, str(ckpts.directory), _RESUME_KEYS))
   if start_step:
-    check_meta(meta, ckpts.read_meta(start_step), str(ckpts.directory), _RESUME_KEYS)
-    state = ckpts.restore(start_step, state)
+    state = restored
     echo(f"Resumed from {ckpts.directory}/{start_step}")
 
   per_part = config.train.batch_size // data.num_parts
@@ -293,20 +355,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   spe = pipeline.steps_per_epoch(int(sizes.min()), per_part)
   total_steps = config.train.num_epochs * spe
   every = config.train.get("checkpoint_every_steps", 0)
-  writer = MetricWriter(workdir, echo=echo)
+  writer = MetricWriter(workdir, echo=echo, start_step=start_step)
   batches = pipeline.train_batches(data.train, per_part, seed=config.train.seed,
                                    start_step=start_step, epoch_steps=spe,
                                    part_ids=data.part_ids)
   epoch_metrics = []
   bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps,
              desc=f"train {config.model.name}", unit="step", disable=None)
+  last = None  # (step, finite flag) not yet looked at
   for step in bar:
     state, m = steps.train(state, sharding.put_batch(next(batches), mesh), rng)
+    # The previous step's flag: reading it waits for that step only, not for this one.
+    if last:
+      _check_finite(*last, config, ckpts)
+    last = (step + 1, m.pop("finite"))
     epoch_metrics.append(m)
     if (step + 1) % spe and step + 1 != total_steps:
       if every and (step + 1) % every == 0:  # Mid-epoch: latest only, for resumption.
+        _check_finite(*last, config, ckpts)
         ckpts.save(step + 1, state, meta)
       continue
+    _check_finite(*last, config, ckpts)
     summary = {f"train_{k}": float(np.mean(v)) for k, v in
                jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *epoch_metrics)).items()}
     epoch_metrics = []
@@ -316,7 +385,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       summary.update(val_loss=val["loss"],
                      val_accuracy=evaluation.summarize(val["confusion"],
                                                        data.class_names)["accuracy"])
-      ckpt_metrics = {"val_accuracy": summary["val_accuracy"]}
+      ckpt_metrics = {"val_accuracy": summary["val_accuracy"], "val_loss": summary["val_loss"]}
     summary["epoch"] = (step + 1) / spe
     writer.write(step + 1, summary)
     ckpts.save(step + 1, state, meta, ckpt_metrics)
@@ -332,7 +401,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     val = evaluate(steps, state, data.val, config.eval.batch_size, data.sizes["val"])
     results.update(val_loss=val["loss"], val_accuracy=evaluation.summarize(
         val["confusion"], data.class_names)["accuracy"])
-  results.update(test_loss=test["loss"], best_step=int(best), total_steps=total_steps,
+  results.update(test_loss=test["loss"], best_step=int(best), best_metric=ckpts.metric,
+                 best_mode=ckpts.mode, best_value=ckpts.score(best), total_steps=total_steps,
                  model=config.model.name, seconds=time.time() - start_time,
                  train_seconds=train_seconds, num_devices=int(mesh.devices.size),
                  num_train=int(sum(data.sizes["train"])), num_val=int(sum(data.sizes["val"])),
@@ -342,8 +412,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     write_json_atomic(workdir / "results.json", results)
     evaluation.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
                                    data.class_names)
-    val_text = (f"val accuracy {results['val_accuracy']:.4f} (best step {best})"
-                if "val_accuracy" in results else f"no validation split (step {best})")
+    # The validation number shown is the one that chose the step (config.train.best_metric).
+    chosen = "best step" if ckpts.score(best) is not None else "latest step"
+    val_text = (f"{ckpts.metric.replace('_', ' ')} {results[ckpts.metric]:.4f} ({chosen} {best})"
+                if ckpts.metric in results else f"no validation split (step {best})")
     echo(f"{config.model.name}: {val_text}, test accuracy {results['accuracy']:.4f} on "
          f"{results['num_examples']} clips; results in {workdir}")
   writer.close()
