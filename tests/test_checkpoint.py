@@ -115,10 +115,11 @@ def test_best_metric_val_loss_min_picks_the_lowest_validation_loss(features, tmp
   assert best < r["total_steps"], "setup: the last epoch should not have the lowest loss"
   assert (r["best_step"], r["best_metric"], r["best_mode"]) == (best, "val_loss", "min")
   assert runs.load_run(work).step == best  # the rule is read from the checkpoint
-  with pytest.raises(ValueError, match=r"config.train.best_metric='accuracy'; accepted: "
+  with pytest.raises(ValueError, match=r"config.train.best_metric='accuracy': one of "
                                        "val_accuracy, val_loss"):
     train.train_and_evaluate(_config(features, **{"train.best_metric": "accuracy"}),
                              str(tmp_path / "bad"), **QUIET)
+  assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("damage", ["state directory", "file"])

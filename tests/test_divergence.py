@@ -5,7 +5,7 @@ import pytest
 
 from tests.test_checkpoint import _digest, _script_config, _steps_on_disk, _train_script
 from tests.test_multihost import _config, _write_features
-from videojax import runs, train
+from videojax import config_check, runs, train
 from videojax.checkpoint import Checkpoints, check_finite
 
 QUIET = dict(echo=lambda *_: None)
@@ -20,19 +20,31 @@ def features(tmp_path_factory):
   return d
 
 
-def test_a_nan_learning_rate_stops_the_script_at_step_1_saving_nothing(features, tmp_path):
+def test_a_nan_learning_rate_is_refused_before_anything_is_written(features, tmp_path):
+  work = tmp_path / "run"
+  with pytest.raises(config_check.ConfigError,
+                     match=r"config.train.learning_rate=nan: a finite number > 0"):
+    train.train_and_evaluate(_config(features, **{"train.learning_rate": float("nan")}),
+                             str(work), **QUIET)
+  assert not work.exists()
+
+
+def test_a_diverging_script_exits_1_with_one_line_keeping_finite_steps(features, tmp_path):
   work = tmp_path / "run"
   config = _script_config(tmp_path, features, {"train.checkpoint_every_steps": 1})
-  proc = _train_script(config, work, "--config.train.learning_rate=nan",
+  proc = _train_script(config, work, "--config.train.learning_rate=1e30",
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   out, err = proc.communicate(timeout=300)
-  assert proc.returncode != 0, out + err
-  # A NaN learning rate makes the first update NaN: the run stops before any save.
-  assert ("TrainingDiverged: training diverged at step 1: the loss, a gradient or the updated "
-          "parameters are NaN/inf; lower train.learning_rate (now nan)") in err, err[-3000:]
-  assert "no checkpoint was saved" in err
-  assert _steps_on_disk(work) == [] and not (work / "results.json").exists()
-  assert not (work / "metrics.jsonl").exists()  # no epoch ended
+  assert proc.returncode == 1, out + err
+  assert "Traceback" not in err, err[-3000:]
+  lines = [x for x in err.splitlines() if x.startswith("error: ")]
+  assert len(lines) == 1 and lines[0].startswith("error: training diverged at step "), err
+  assert "lower train.learning_rate (now 1e+30)" in lines[0]
+  assert not (work / "results.json").exists()
+  ckpts = Checkpoints(work / "checkpoints")
+  for s in _steps_on_disk(work):
+    check_finite(ckpts.restore_raw(s), f"step {s}")
+  ckpts.close()
 
 
 def test_a_huge_learning_rate_stops_where_the_loss_overflows_keeping_finite_steps(features,
