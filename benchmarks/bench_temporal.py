@@ -1,6 +1,6 @@
 """Times the jitted train step of the temporal models against Keras 3 and PyTorch.
 
-  python scripts/bench_temporal.py --frames 32,64 --dim 1280,2048 --out bench.md
+  python benchmarks/bench_temporal.py --frames 32,64 --dim 1280,2048 --out bench.md
 
 For each (model, t, d) it times one optimizer step (forward, backward, Adam
 update) on a device-resident batch of b clips with a realistic mix of lengths:
@@ -16,7 +16,7 @@ when it has CUDA, Keras stays on the CPU (tensorflow-cpu, and the training
 pipeline hides GPUs from TensorFlow).
 
 On a machine shared with other jobs, pin the whole run to idle cores
-(`taskset -c 0,1 python scripts/bench_temporal.py ...`): torch's OpenMP pool
+(`taskset -c 0,1 python benchmarks/bench_temporal.py ...`): torch's OpenMP pool
 (one spinning thread per core) slows down far more than XLA's or
 TensorFlow's pools when a core is taken by someone else.
 
@@ -25,14 +25,10 @@ measurement, not part of training.
 """
 import os
 
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import pathlib  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
@@ -46,8 +42,10 @@ from ml_collections import config_flags  # noqa: E402
 
 from videojax import cli, sharding, train  # noqa: E402
 
+# The repository's default config by absolute path, so that the benchmark runs from any
+# working directory (scripts/ take `configs/...` relative to the repository root).
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/default.py",
+    "config", str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"),
     "Training config: learning rate, seed and the gru kwargs come from it.")
 _MODELS = flags.DEFINE_list("models", ["gru", "bilstm_attention"], "Models to time.")
 _BATCH = flags.DEFINE_integer("batch", 64, "Clips per step, b.")
@@ -465,7 +463,7 @@ def header(config, batch: dict[str, np.ndarray], references: list[str]) -> list[
       f"ours uses {_NUM_DEVICES.value or len(devices)}",
       f"- versions: {versions(references)}",
       f"- malloc: LD_PRELOAD={os.environ.get('LD_PRELOAD') or '(none: glibc)'}, the same for "
-      "every implementation (one process; see videojax/malloc.py)",
+      "every implementation (one process)",
       f"- batch b={_BATCH.value}, k={_CLASSES.value} classes; lengths per clip: half full, "
       f"half uniform in [t/4, t] (for the first t: mean {lengths.mean():.1f}, "
       f"min {lengths.min()})",

@@ -1,6 +1,6 @@
 """Frames/s of feature extraction: model only, decode only, end to end, one frame at a time.
 
-  python scripts/bench_extract.py --backbone efficientnet_lite0 --image_size 112
+  python benchmarks/bench_extract.py --backbone efficientnet_lite0 --image_size 112
 
 Runs on the demo's generated videos (written to --data once) or on any UCF-101-layout
 --root. "End to end" is `extract.extract_shard`, the code extraction runs: threads decode
@@ -10,11 +10,6 @@ it is timed on already-decoded frames, which flatters it. Compilation is exclude
 everywhere (a warm-up call first). Prints a Markdown table with the machine and versions.
 """
 import os
-
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -1,8 +1,8 @@
 """Where a temporal model's train step spends its time, layer by layer.
 
-  python scripts/profile_step.py --models bilstm_attention --frames 64 --dim 1280
+  python benchmarks/profile_step.py --models bilstm_attention --frames 64 --dim 1280
 
-Runs the same jitted step as scripts/bench_temporal.py (`train.Steps(...).train` on a
+Runs the same jitted step as benchmarks/bench_temporal.py (`train.Steps(...).train` on a
 device-resident batch), traces a few steps with `jax.profiler`, and sums the time of
 every compiled op by the layer that emitted it (the op's `op_name`: forward or backward,
 model path, `[loop]` inside a scan). Prints ms per device per step, largest first.
@@ -13,11 +13,6 @@ with each other, not with bench_temporal's wall-clock figures. All-reduces are l
 their own: on several devices their time includes waiting for the slowest device.
 """
 import os
-
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_xprof_traceme=true")
