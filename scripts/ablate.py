@@ -13,18 +13,13 @@ Then: python scripts/report.py --dir <out>
 """
 import os
 
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from videojax import ablate, cli, sharding  # noqa: E402
+from videojax import ablate, cli, platform  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Base experiment config.")
 _OUT = flags.DEFINE_string("out", None, "The ablation folder: features, runs, tables, plots.",
@@ -38,11 +33,11 @@ _SEEDS = flags.DEFINE_string("seeds", "0", "train.seed values, comma-separated; 
 
 
 def main(argv):
+  platform.split_cpu_into_devices()  # First: before JAX initialises its backends.
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
-  sharding.split_cpu_into_devices()  # Before any JAX computation.
   out = ablate.run_ablation(_CONFIG.value, _OUT.value, _SWEEP.value, _SEEDS.value,
                             echo=tqdm.write)
   if out["files"]:

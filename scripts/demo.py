@@ -7,17 +7,12 @@ import copy
 import os
 import time
 
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import cli, config_check, demo, sharding  # noqa: E402
+from videojax import cli, config_check, demo, platform  # noqa: E402
 from videojax.data import ucf101  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
@@ -25,9 +20,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where videos, features a
 
 
 def main(argv):
+  platform.split_cpu_into_devices()  # First: before JAX initialises its backends.
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
-  sharding.split_cpu_into_devices()  # Before any JAX computation.
   del argv
   # The demo sets the paths itself; check the rest before any video is generated.
   config = copy.deepcopy(_CONFIG.value)

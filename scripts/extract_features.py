@@ -9,11 +9,6 @@ in a multi-host run (see scripts/train.py) they default to the process index and
 """
 import os
 
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
@@ -21,8 +16,9 @@ from ml_collections import config_flags  # noqa: E402
 
 import jax  # noqa: E402
 
-from videojax import cli, distributed, extract, sharding  # noqa: E402
+from videojax import cli, distributed, extract, platform  # noqa: E402
 
+distributed.define_flags()  # --coordinator_address, --num_processes, ...
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _SHARD = flags.DEFINE_integer("shard", None, "This worker's index in [0, num_shards) "
                               "(default: the JAX process index, 0 on one host).")
@@ -36,10 +32,10 @@ _VERIFY = flags.DEFINE_bool("verify", False, "Extract nothing: read every shard 
 
 
 def main(argv):
+  platform.split_cpu_into_devices()  # First: before JAX initialises its backends.
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
   distributed.initialize_from_flags()  # Before any JAX computation.
-  sharding.split_cpu_into_devices()
   del argv
   if _VERIFY.value:
     extract.verify_features(_CONFIG.value, splits=_SPLITS.value)

@@ -5,11 +5,6 @@
 import os
 import sys
 
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402

@@ -9,28 +9,24 @@ Multi-host: run it on every host with --coordinator_address/--num_processes/--pr
 """
 import os
 
-from videojax import malloc  # The standard library only: light.
-
-if __name__ == "__main__":
-  malloc.restart_with_mimalloc()  # First: it re-executes this script.
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import cli, distributed, sharding, train  # noqa: E402
+from videojax import cli, distributed, platform, train  # noqa: E402
 
+distributed.define_flags()  # --coordinator_address, --num_processes, ...
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.",
                                required=True)
 
 
 def main(argv):
+  platform.split_cpu_into_devices()  # First: before JAX initialises its backends.
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
   distributed.initialize_from_flags()  # Before any JAX computation.
-  sharding.split_cpu_into_devices()
   del argv
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

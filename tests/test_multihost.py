@@ -69,11 +69,11 @@ def features(tmp_path_factory):
 
 _WORKER = textwrap.dedent("""
     import json, sys
-    from videojax import distributed, sharding, train
+    from videojax import distributed, platform, train
     from tests.test_multihost import _config
     address, pid, features_dir, workdir = sys.argv[1:5]
     distributed.initialize(address, 2, int(pid))
-    sharding.split_cpu_into_devices(2)
+    platform.split_cpu_into_devices(2)
     import jax
     assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
     r = train.train_and_evaluate(_config(features_dir), workdir, echo=lambda *_: None)

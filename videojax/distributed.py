@@ -18,18 +18,31 @@ import os
 import jax
 from absl import flags
 
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None,
-    "host:port of process 0's coordinator, the same on every process (multi-host runs; "
-    "default $JAX_COORDINATOR_ADDRESS).")
-_NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Number of processes in the run (default $JAX_NUM_PROCESSES).")
-_PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index in [0, num_processes) (default $JAX_PROCESS_ID).")
-_MULTIHOST = flags.DEFINE_bool(
-    "multihost", False,
-    "Let JAX detect the cluster (Cloud TPU pod slice, Open MPI, Kubernetes); SLURM jobs with "
-    "several tasks and the flags above need no --multihost.")
+FLAG_NAMES = ("coordinator_address", "num_processes", "process_id", "multihost")
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines --coordinator_address, --num_processes, --process_id and --multihost.
+
+  For the scripts that join multi-host runs: call at the script's top level, beside its
+  own flags (importing this module defines none). Calling it again changes nothing.
+  """
+  if FLAG_NAMES[0] in flag_values:
+    return
+  flags.DEFINE_string(
+      "coordinator_address", None,
+      "host:port of process 0's coordinator, the same on every process (multi-host runs; "
+      "default $JAX_COORDINATOR_ADDRESS).", flag_values=flag_values)
+  flags.DEFINE_integer(
+      "num_processes", None, "Number of processes in the run (default $JAX_NUM_PROCESSES).",
+      flag_values=flag_values)
+  flags.DEFINE_integer(
+      "process_id", None, "This process's index in [0, num_processes) (default $JAX_PROCESS_ID).",
+      flag_values=flag_values)
+  flags.DEFINE_bool(
+      "multihost", False,
+      "Let JAX detect the cluster (Cloud TPU pod slice, Open MPI, Kubernetes); SLURM jobs with "
+      "several tasks and the flags above need no --multihost.", flag_values=flag_values)
 
 
 def _env_int(name: str) -> int | None:
@@ -91,7 +104,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   return True
 
 
-def initialize_from_flags() -> bool:
-  """`initialize` with this module's flags (call from a script's main)."""
-  return initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                    _MULTIHOST.value)
+def initialize_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
+  """`initialize` with the flags of `define_flags` (call from a script's main).
+
+  Raises:
+    ValueError: as `initialize`; or `define_flags` was not called.
+  """
+  missing = [n for n in FLAG_NAMES if n not in flag_values]
+  if missing:
+    raise ValueError(f"flags {missing} are not defined: call distributed.define_flags() at "
+                     "the script's top level")
+  f = flag_values
+  return initialize(f.coordinator_address, f.num_processes, f.process_id, f.multihost)

@@ -1,33 +1,11 @@
 """Data parallelism over a 1-D device mesh: batch split over 'data', params replicated."""
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"  # The mesh axis the batch is split over.
-
-
-def split_cpu_into_devices(max_devices: int = 8) -> int:
-  """Makes one XLA CPU device per core (a power of two, at most `max_devices`).
-
-  XLA runs each device's program on its own thread, and its CPU kernels keep
-  few cores busy, so a batch split over per-core CPU devices runs in parallel:
-  measured 1.9x backbone frames/s on 2 cores (BENCHMARKS.md). A power of two
-  keeps the configs' batch sizes divisible. Call before any JAX computation;
-  an explicit `jax_num_cpu_devices` setting wins. GPUs and TPUs are unaffected.
-
-  Returns:
-    The number of CPU devices asked for.
-  """
-  if jax.config.jax_num_cpu_devices > 0:
-    return jax.config.jax_num_cpu_devices
-  cores = min(os.cpu_count() or 1, max_devices)
-  count = 1 << (cores.bit_length() - 1)
-  jax.config.update("jax_num_cpu_devices", count)
-  return count
 
 
 def make_mesh(num_devices: int = 0, *, local: bool = False) -> Mesh:

@@ -21,7 +21,7 @@ import optax
 from flax.training import train_state
 from tqdm import tqdm
 
-from videojax import config_check, evaluation, models, sharding, threefry
+from videojax import config_check, evaluation, models, sharding
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.errors import UserError
@@ -183,12 +183,9 @@ class Steps:
 
   Both run under `jax.set_mesh(mesh)`, so recurrent scans run per device
   (`models.scan`: one gradient all-reduce after the loop, not one per step).
-  On CPU, JAX's random bits (dropout masks) compile as straight-line code
-  (`videojax.threefry`: the same bits, 3.6-5.5x faster to draw).
   """
 
   def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
-    threefry.unroll_on_cpu()
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.mesh = mesh
     self.train = _under_mesh(mesh, jax.jit(

@@ -9,10 +9,9 @@ from collections.abc import Mapping
 import jax
 import tensorflow as tf
 
+from videojax import platform
 from videojax.checkpoint import DISK_FULL_ERRNOS, disk_full_error
 from videojax.files import write_text_atomic
-
-tf.config.set_visible_devices([], "GPU")
 
 
 def truncate_jsonl(path: pathlib.Path, last_step: int) -> None:
@@ -50,6 +49,7 @@ class MetricWriter:
     if self.enabled:
       self.directory.mkdir(parents=True, exist_ok=True)
       truncate_jsonl(self.directory / "metrics.jsonl", start_step)
+      platform.keep_tensorflow_off_accelerators()  # TensorBoard must not take them from JAX.
       self._tb = tf.summary.create_file_writer(str(self.directory / "tensorboard"))
 
   def _append(self, line: str) -> None:

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from videojax import platform
 from videojax.data import ucf101
 from videojax.data.ucf101 import Example
 
@@ -358,6 +359,7 @@ def _tfds():
   except ImportError as e:
     raise ValueError("config.data.layout='tfds_ucf101' needs tensorflow-datasets and "
                      f"tensorflow ({e}); pip install tensorflow-datasets tensorflow") from e
+  platform.keep_tensorflow_off_accelerators()  # Its tf.data readers must not take them from JAX.
   return tfds
 
 

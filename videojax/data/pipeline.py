@@ -19,10 +19,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from videojax import platform
 from videojax.data.features import FeatureSet
-
-# tf.data only: TensorFlow must never take the accelerators from JAX.
-tf.config.set_visible_devices([], "GPU")
 
 Batch = dict[str, np.ndarray]
 
@@ -55,6 +53,7 @@ def _as_parts(parts: FeatureSet | Sequence[FeatureSet]) -> list[FeatureSet]:
 
 
 def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator) -> tf.data.Dataset:
+  platform.keep_tensorflow_off_accelerators()  # tf.data must never take them from JAX.
   t, d = fs.num_frames, fs.feature_dim
   signature = {
       "features": tf.TensorSpec([batch_size, t, d], tf.float16),
