@@ -29,6 +29,7 @@ from tqdm import tqdm  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
 from videojax import cli, extract, models, sharding  # noqa: E402
+from videojax import platform as platform_lib  # noqa: E402 (not the standard library's)
 from videojax.data import synthetic, ucf101, video  # noqa: E402
 
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0",
@@ -64,7 +65,7 @@ def _model_fps(embed, frames: np.ndarray) -> float:
 
 def main(argv):
   del argv
-  sharding.split_cpu_into_devices()  # As extract_features.py does.
+  platform_lib.split_cpu_into_devices()  # As extract_features.py does.
   if _ROOT.value:
     root = pathlib.Path(_ROOT.value)
   else:

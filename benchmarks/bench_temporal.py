@@ -41,6 +41,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from videojax import cli, sharding, train  # noqa: E402
+from videojax import platform as platform_lib  # noqa: E402 (not the standard library's)
 
 # The repository's default config by absolute path, so that the benchmark runs from any
 # working directory (scripts/ take `configs/...` relative to the repository root).
@@ -539,7 +540,7 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  sharding.split_cpu_into_devices()  # As scripts/train.py does.
+  platform_lib.split_cpu_into_devices()  # As scripts/train.py does.
   for m in _MODELS.value:
     if m not in KNOWN_MODELS:
       raise app.UsageError(f"--models: unknown {m!r}; accepted: {', '.join(KNOWN_MODELS)}")

@@ -28,7 +28,7 @@ import jax  # noqa: E402
 from absl import flags  # noqa: E402
 
 import bench_temporal  # noqa: E402
-from videojax import cli, sharding  # noqa: E402
+from videojax import cli, platform  # noqa: E402
 
 # The model, shapes and settings are bench_temporal's flags (--models, first of --frames
 # and --dim, --batch, --bilstm_*, --num_devices; --steps traced steps), so the two
@@ -52,7 +52,7 @@ def layer_of(op_name: str, depth: int) -> str:
 
 def main(argv):
   del argv
-  sharding.split_cpu_into_devices()
+  platform.split_cpu_into_devices()
   bt = bench_temporal
   name, t, d = bt._MODELS.value[0], int(bt._FRAMES.value[0]), int(bt._DIM.value[0])
   config = bt.configured()
