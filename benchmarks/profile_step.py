@@ -43,7 +43,7 @@ def layer_of(op_name: str, depth: int) -> str:
 
   That at depth 2; `depth` path components are kept.
   """
-  op = op_name.replace("jit(train_step)/", "")
+  op = op_name.replace("jit(train_step)/", "").replace("shard_map/", "")
   direction = "bwd" if "transpose(" in op else "fwd"
   parts = re.sub(r"transpose\(|jvp\(|jit\(|\)", "", op).split("/")
   key = "/".join(parts[:depth])
@@ -62,11 +62,8 @@ def main(argv):
   for _ in range(3):
     runner.step()
   runner.sync()
-  # The op names of the compiled step: instruction name -> op_name. Lowered under the
-  # mesh, as Steps.train traces it: without it XLA compiles a different program.
-  with jax.set_mesh(runner.steps.mesh):
-    hlo = runner.steps.train.__wrapped__.lower(runner.state, runner.batch,
-                                               runner.rng).compile().as_text()
+  # The op names of the compiled step: instruction name -> op_name.
+  hlo = runner.steps.train.lower(runner.state, runner.batch, runner.rng).compile().as_text()
   names = {}
   for m in re.finditer(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name="([^"]*)"', hlo, re.M):
     names.setdefault(m.group(1), m.group(2))

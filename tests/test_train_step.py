@@ -60,34 +60,40 @@ def _while_bodies(hlo: str) -> list[str]:
 @pytest.mark.parametrize("name", ["gru", "bilstm_attention"])
 def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name, monkeypatch):
   """On 8 devices no all-reduce sits inside a scan's loop: each device sums its
-  gradient over time, and the cross-device sum runs once (models/scan.py).
-  Traced without the mesh context, XLA puts one in every backward loop body.
+  gradient over time, and the cross-device sum runs once, after the model
+  (Steps' shard_map; the models know nothing of it). The same train_step under
+  jit's partitioner alone puts one in every backward loop body.
   gru: masked_scan; bilstm_attention: bidirectional_scan, vmapped cell, here
   with the LSTM's recurrent kernel gradient formed in the loop as autodiff does."""
   monkeypatch.setattr(rnn.LSTM, "linear_recurrence", False)
   state, steps, mesh = _state_and_steps(name, 8, 6, 12, 5)
   batch = sharding.put_batch(_batch(16, 6, 12, 5), mesh)
-  lowered = lambda: steps.train.__wrapped__.lower(state, batch, jax.random.key(0))
-  with jax.set_mesh(mesh):
-    hlo = lowered().compile().as_text()
+  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  partitioned = lambda state: jax.jit(train.train_step, in_shardings=(repl, data, repl),
+                                     out_shardings=(repl, repl)).lower(
+                                         state, batch, jax.random.key(0)).compile().as_text()
+  hlo = steps.train.lower(state, batch, jax.random.key(0)).compile().as_text()
   bodies = _while_bodies(hlo)
   assert bodies and "all-reduce(" in hlo
   assert not [b for b in bodies if "all-reduce(" in b]
-  # The check can fail: without the mesh context the partitioner's per-step sums come back.
-  assert [b for b in _while_bodies(lowered().compile().as_text()) if "all-reduce(" in b]
+  # The check can fail: without the step's shard_map the partitioner's per-step sums come back.
+  assert [b for b in _while_bodies(partitioned(state)) if "all-reduce(" in b]
   if name == "bilstm_attention":
     # With the LSTM's own setting, the loop computes no kernel gradient at all:
-    # no per-step sum even without the mesh context.
+    # no per-step sum even under the partitioner alone.
     monkeypatch.setattr(rnn.LSTM, "linear_recurrence", True)
-    state, steps, mesh = _state_and_steps(name, 8, 6, 12, 5)  # new steps: a new trace
-    assert not [b for b in _while_bodies(lowered().compile().as_text()) if "all-reduce(" in b]
+    state, _, _ = _state_and_steps(name, 8, 6, 12, 5)  # a new model: a new trace
+    assert not [b for b in _while_bodies(partitioned(state)) if "all-reduce(" in b]
 
 
-def test_train_step_on_8_devices_equals_1_device():
-  """The per-device scans change only the order of float sums.
+@pytest.mark.parametrize("name", ["bilstm_attention", "gru"])
+def test_train_step_on_8_devices_equals_1_device(name):
+  """The per-device model runs change only the order of float sums.
 
-  bilstm_attention: both directions vmapped in one per-device scan. (The GRU
-  default model is compared on 1 and 8 devices end to end, test_end_to_end.py.)
+  bilstm_attention: both directions vmapped in one per-device scan. gru: dropout
+  0.4 before its head, so each device's masks must be its rows of the 1-device
+  masks (sharding.rows_of_global_draws). (The GRU is also compared on 1 and 8
+  devices end to end, test_end_to_end.py.)
 
   One step of SGD at learning rate 1 makes the parameter change the gradient
   itself (Adam's first step would be about lr * sign(g), which turns rounding in
@@ -97,7 +103,7 @@ def test_train_step_on_8_devices_equals_1_device():
   batch = _batch(16, 6, 12, 5, seed=1)
   results = []
   for n in (1, 8):
-    state, steps, mesh = _state_and_steps("bilstm_attention", n, 6, 12, 5)
+    state, steps, mesh = _state_and_steps(name, n, 6, 12, 5)
     sgd = optax.sgd(1.0)
     state = state.replace(tx=sgd, opt_state=jax.device_put(sgd.init(state.params),
                                                            sharding.replicated(mesh)))
@@ -108,3 +114,37 @@ def test_train_step_on_8_devices_equals_1_device():
   (g1, loss1), (g8, loss8) = results
   np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g8, g1)
+
+
+def test_eval_step_on_8_devices_equals_1_device():
+  """Each device's sums of its rows, summed over devices: the 1-device sums."""
+  batch = _batch(16, 6, 12, 5, seed=2)
+  batch["valid"] = np.arange(16) < 13
+  results = []
+  for n in (1, 8):
+    state, steps, mesh = _state_and_steps("gru", n, 6, 12, 5)
+    results.append(jax.device_get(steps.eval(state, sharding.put_batch(batch, mesh))))
+  (m1, m8) = results
+  assert int(m1["count"]) == int(m8["count"]) == 13
+  np.testing.assert_array_equal(m8["confusion"], m1["confusion"])
+  assert m1["confusion"].sum() == 13
+  np.testing.assert_allclose(float(m8["loss"]), float(m1["loss"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.uint8, jnp.uint16, jnp.uint32])
+def test_rows_of_global_draws_are_the_rows_of_the_global_draw(dtype):
+  """Inside shard_map over 8 devices, each device's draw is its rows of the draw of
+  the whole batch from the plain key; dropout masks (bernoulli) too."""
+  mesh = sharding.make_mesh(8)
+  key = jax.random.key(7)
+
+  def local(key):
+    rows = sharding.rows_of_global_draws(key)
+    return (jax.random.bits(rows, (2, 5, 3), dtype),
+            jax.random.bernoulli(jax.random.fold_in(rows, 1), 0.6, (2, 7)))
+  bits, keep = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=jax.P(),
+                                     out_specs=jax.P(sharding.DATA_AXIS)))(key)
+  np.testing.assert_array_equal(bits, jax.random.bits(key, (16, 5, 3), dtype))
+  np.testing.assert_array_equal(keep, jax.random.bernoulli(jax.random.fold_in(key, 1), 0.6,
+                                                           (16, 7)))
+  assert 0 < np.asarray(keep).mean() < 1  # not a constant mask

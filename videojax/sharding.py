@@ -1,8 +1,13 @@
 """Data parallelism over a 1-D device mesh: batch split over 'data', params replicated."""
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.extend import random as jex_random
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"  # The mesh axis the batch is split over.
@@ -55,3 +60,56 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Host-local numpy batch -> global arrays sharded over 'data'."""
   sharding = batch_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+
+@functools.cache
+def _rows_impl(axis_name: str):
+  """A PRNG impl whose draws, inside shard_map over `axis_name`, are each device's rows
+  of the draw the whole batch would make with JAX's default Threefry.
+
+  With `jax_threefry_partitionable` (JAX's default), element i of a draw of shape s is
+  Threefry(key, i), i its row-major index as a 64-bit number. A draw of local shape s on
+  device j, its leading axis split over the devices, is then elements
+  j * prod(s) + (0 .. prod(s) - 1) of the global draw: the same bits, and no more of
+  them, as each device computed under jit's partitioner. A draw whose leading axis is not
+  the batch (a mask broadcast over the batch) becomes a per-device draw, as under pmap.
+  """
+  threefry = jex_random.threefry_prng_impl
+
+  def random_bits(key, bit_width, shape):
+    size = math.prod(shape)
+    if size >= 2**32 or bit_width not in (8, 16, 32):
+      raise NotImplementedError(f"row-sharded draw of {size} {bit_width}-bit numbers")
+    # The device's first index, j * size, in 32-bit words (j < 2**16 devices).
+    j = jax.lax.axis_index(axis_name).astype(jnp.uint32)
+    low = j * jnp.uint32(size & 0xFFFF)
+    high = j * jnp.uint32(size >> 16)
+    start_lo = low + (high << 16)
+    start_hi = (high >> 16) + (start_lo < low).astype(jnp.uint32)
+    i = jax.lax.iota(jnp.uint32, size)
+    counts_lo = i + start_lo
+    counts_hi = start_hi + (counts_lo < i).astype(jnp.uint32)
+    bits1, bits2 = jex_random.threefry2x32_p.bind(key[0], key[1], counts_hi, counts_lo)
+    bits = bits1 ^ bits2
+    if bit_width != 32:
+      bits = bits.astype({8: jnp.uint8, 16: jnp.uint16}[bit_width])
+    return bits.reshape(shape)
+
+  return jex_random.define_prng_impl(
+      key_shape=threefry.key_shape, seed=threefry.seed, split=threefry.split,
+      random_bits=random_bits, fold_in=threefry.fold_in,
+      name=f"threefry2x32, rows over {axis_name!r}", tag=f"fry_rows_{axis_name}")
+
+
+def rows_of_global_draws(key: jax.Array, axis_name: str = DATA_AXIS) -> jax.Array:
+  """`key` (Threefry), for use inside `jax.shard_map` over `axis_name`: what a model
+  draws from it on its rows is those rows of what it drew on the whole batch.
+
+  So dropout masks, drawn batch-first, are the same on any number of devices (and on one
+  device the same as drawn from `key` itself). Needs `jax_threefry_partitionable`, JAX's
+  default; raises ValueError without it.
+  """
+  if not jax.config.jax_threefry_partitionable:
+    raise ValueError("rows_of_global_draws needs jax_threefry_partitionable=True (the default)")
+  return jax.random.wrap_key_data(jax.random.key_data(key), impl=_rows_impl(axis_name))

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from videojax import config_check, evaluation, models, sharding
@@ -130,17 +131,27 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array,
-               label_smoothing: float = 0.0) -> tuple[TrainState, Metrics]:
+               label_smoothing: float = 0.0, axis_name: str | None = None,
+               ) -> tuple[TrainState, Metrics]:
   """One optimizer step on a batch {features f16[b,t,d], mask bool[b,t], label i32[b]}.
 
   The loss is cross-entropy against one-hot labels smoothed by `label_smoothing`
   (0: plain); eval_step always reports the unsmoothed loss.
+
+  axis_name: None, for a whole batch on one device (or under plain jit). Inside
+    `jax.shard_map` over that axis (as `Steps` runs it): the batch is this device's
+    rows, each device differentiates the mean loss of its rows, and the gradient, loss
+    and accuracy are averaged over the axis once, after the model, as under pmap. The
+    rows are equal in number on every device, so these are the global batch's means.
+    Dropout masks are the rows of the whole batch's masks (`sharding.rows_of_global_draws`).
 
   Returns:
     The new state and {loss f32[], accuracy f32[], finite bool[]}: finite is false
     when the loss or a new parameter is NaN/inf (see train_and_evaluate).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
+  if axis_name is not None:
+    dropout_rng = sharding.rows_of_global_draws(dropout_rng, axis_name)
 
   def loss_fn(params):
     logits = state.apply_fn({"params": params}, normalized_features(state, batch),
@@ -152,6 +163,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+  if axis_name is not None:
+    loss, accuracy, grads = jax.lax.pmean((loss, accuracy, grads), axis_name)
   new = state.apply_gradients(grads=grads)
   # The host stops at the first false flag and never saves a state it has not checked.
   # NaN/inf gradients make NaN parameters through Adam, and so does a NaN learning rate
@@ -166,43 +179,64 @@ def _all_finite(tree: Any) -> jax.Array:
                             if jnp.issubdtype(x.dtype, jnp.inexact)] or [jnp.bool_(True)]))
 
 
-def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int) -> Metrics:
-  """Sums over the valid examples of a batch: loss, count and confusion i32[k, k]."""
+def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int,
+              axis_name: str | None = None) -> Metrics:
+  """Sums over the valid examples of a batch: loss, count and confusion i32[k, k].
+
+  axis_name: as for `train_step`; the sums are then over every device's rows.
+  """
   logits = state.apply_fn({"params": state.params}, normalized_features(state, batch),
                           batch["mask"], train=False)
   valid = batch["valid"]
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
   pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
   true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32) * valid[:, None]
-  return {"loss": jnp.sum(jnp.where(valid, loss, 0.0)), "count": jnp.sum(valid),
+  sums = {"loss": jnp.sum(jnp.where(valid, loss, 0.0)), "count": jnp.sum(valid),
           "confusion": true.T @ pred}
+  return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
 class Steps:
-  """The jitted steps of one run, with explicit shardings over `mesh`.
+  """The jitted steps of one run: data parallel over `mesh`, decided here and only here.
 
-  Both run under `jax.set_mesh(mesh)`, so recurrent scans run per device
-  (`models.scan`: one gradient all-reduce after the loop, not one per step).
+  Each step is one `jax.shard_map` over the mesh's 'data' axis inside `jax.jit`: the
+  state (params) replicated, P(), the batch split by rows, P('data'). Each device runs
+  the model on its own rows and the gradient is averaged once per step (`train_step`'s
+  axis_name), as pmap did; models know nothing of devices. For recurrent models this is
+  what pays: under jit's partitioner alone, a weight's gradient is summed across devices
+  at every time step of a scan's backward loop (tests/test_train_step.py). The same code
+  runs on one device, where the map is trivial.
   """
 
   def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.mesh = mesh
-    self.train = _under_mesh(mesh, jax.jit(
-        functools.partial(train_step, label_smoothing=label_smoothing),
-        in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0))
-    self.eval = _under_mesh(mesh, jax.jit(
-        functools.partial(eval_step, num_classes=num_classes),
-        in_shardings=(repl, data), out_shardings=repl))
+    self.train = jax.jit(
+        _per_device(mesh, train_step, num_outputs=2, label_smoothing=label_smoothing),
+        in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
+    self.eval = jax.jit(
+        _per_device(mesh, eval_step, num_classes=num_classes),
+        in_shardings=(repl, data), out_shardings=repl)
 
 
-def _under_mesh(mesh, fn):
-  """fn, called (and so traced) with `mesh` as JAX's context mesh."""
-  @functools.wraps(fn)
-  def call(*args):
-    with jax.set_mesh(mesh):
-      return fn(*args)
-  return call
+def _per_device(mesh, step, num_outputs: int = 1, **kwargs):
+  """step(state, batch, *rest, **kwargs, axis_name=...) run on each device's rows of the batch.
+
+  State and the rest (an rng) are replicated, P(); the batch is split over 'data'; the
+  outputs are equal on every device (the step reduces them over the axis), P().
+
+  check_vma=False, as under pmap: inside, every array is a plain per-device array, so
+  autodiff adds no collective of its own (the gradient is per device until the step's
+  pmean), and a model need not mark its own arrays (a scan's zero initial carry) as
+  varying over an axis it knows nothing of.
+  """
+  @functools.wraps(step)
+  def run(state, batch, *rest):
+    return jax.shard_map(
+        functools.partial(step, **kwargs, axis_name=sharding.DATA_AXIS), mesh=mesh,
+        in_specs=(P(), P(sharding.DATA_AXIS)) + (P(),) * len(rest),
+        out_specs=(P(),) * num_outputs if num_outputs > 1 else P(), check_vma=False)(state, batch, *rest)
+  return run
 
 
 def evaluate(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSet],

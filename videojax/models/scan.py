@@ -7,13 +7,13 @@ and writes zeros as their outputs; a padded batch then gives exactly what each
 sequence would give on its own. `bidirectional_scan` runs a forward and a
 backward direction in the same loop.
 
-Data parallel: traced under `jax.set_mesh` of a mesh with a 'data' axis (as
-`train.Steps` does), the scan runs on each device's rows under `shard_map`.
-Without it, XLA's partitioner sums the weights' gradient across devices at
-EVERY time step of the backward loop (one all-reduce per step, seen in the
-compiled HLO on CPU); here the loop accumulates per device and the sum runs
-once after it. Weights must therefore reach the cell through `weights`, not a
-Python closure: closed-over arrays would be summed inside the loop again.
+Data parallel: models know nothing of devices. `train.Steps` runs the whole
+loss under one `jax.shard_map` over the batch, so this scan sees one device's
+rows and the weights' gradient is summed across devices once per step, after
+the model. (Under jit's partitioner alone, XLA sums it at EVERY time step of
+the backward loop: one all-reduce per step, seen in the compiled HLO on CPU.)
+Weights still reach the cell through `weights`, not a Python closure, so that
+`linear_recurrence` can form the recurrent kernel's gradient after the loop.
 """
 
 import functools
@@ -23,9 +23,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec as P
-
-from videojax.sharding import DATA_AXIS
 
 Carry = Any  # A pytree whose leaves all have leading batch axis b.
 Output = Any  # A pytree whose leaves all have leading batch axis b.
@@ -137,15 +134,6 @@ from_scan_order.defvjp(lambda y, lengths: (from_scan_order(y, lengths), lengths)
                        lambda lengths, g: (to_scan_order(g, lengths), None))
 
 
-def _data_parallel(batch_size: int) -> bool:
-  """Whether the context mesh splits a batch of this size over DATA_AXIS."""
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or DATA_AXIS not in mesh.axis_names or DATA_AXIS in mesh.manual_axes:
-    return False
-  n = mesh.shape[DATA_AXIS]
-  return n > 1 and batch_size % n == 0
-
-
 def _check_mask(inputs: jax.Array, mask: jax.Array, where: str) -> jax.Array:
   if mask.ndim != 2 or inputs.ndim < 2 or mask.shape != inputs.shape[:2]:
     raise ValueError(
@@ -213,38 +201,23 @@ _linear_recurrence_loop.defvjp(_linear_recurrence_fwd, _linear_recurrence_bwd)
 
 def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps,
           linear_recurrence=False):
-  """The loop of both scans, on each device's rows under a data mesh.
+  """The loop of both scans.
 
   `to_steps(x: [b, t, ...], lengths) -> [t, b, ...]` orders the inputs as the
-  loop reads them and `from_steps` orders its outputs back; both run on the
-  local rows, so neither moves data between devices.
+  loop reads them and `from_steps` orders its outputs back.
   """
   if linear_recurrence and len(weights) != 1:
     raise ValueError('linear_recurrence needs exactly one weight, the recurrent '
                      f'kernel; got {len(weights)}')
-
-  def run(carry, inputs, mask, weights):
-    lengths = mask.sum(axis=1)
-    xs = to_steps(inputs, lengths)
-    # A prefix mask is unchanged by reversing within length, so the step mask
-    # is the time-major mask for either direction.
-    if linear_recurrence:
-      final, ys = _linear_recurrence_loop(cell_fn, carry, xs, mask.T, weights[0])
-    else:
-      final, ys = _loop(cell_fn, carry, xs, mask.T, weights)
-    return final, jax.tree.map(lambda y: from_steps(y, lengths), ys)
-
-  if not _data_parallel(mask.shape[0]):
-    return run(carry, inputs, mask, tuple(weights))
-
-  def local_run(carry, inputs, mask, weights):
-    # Mark the weights as differing per device BEFORE the loop, so the
-    # transpose's psum of their gradient lands here, after the loop.
-    weights = jax.tree.map(lambda w: jax.lax.pcast(w, DATA_AXIS, to='varying'), weights)
-    return run(carry, inputs, mask, weights)
-  batch = P(DATA_AXIS)
-  return jax.shard_map(local_run, in_specs=(batch, batch, batch, P()),
-                       out_specs=(batch, batch))(carry, inputs, mask, tuple(weights))
+  lengths = mask.sum(axis=1)
+  xs = to_steps(inputs, lengths)
+  # A prefix mask is unchanged by reversing within length, so the step mask
+  # is the time-major mask for either direction.
+  if linear_recurrence:
+    final, ys = _linear_recurrence_loop(cell_fn, carry, xs, mask.T, weights[0])
+  else:
+    final, ys = _loop(cell_fn, carry, xs, mask.T, tuple(weights))
+  return final, jax.tree.map(lambda y: from_steps(y, lengths), ys)
 
 
 def masked_scan(
