@@ -114,13 +114,24 @@ def test_extract_script_bad_config_writes_nothing(shared_data, tmp_path):
     ("predict.py", ["--workdir={tmp}/none", "{tmp}/clip.avi"],
      "error: --workdir {tmp}/none: no checkpoints/ directory"),
     ("report.py", ["--dir={tmp}/none"], "error: "),
-    ("ablate.py", ["--out={tmp}/out", "--sweep=model.name=gru,lstm"],
-     "model.name='lstm'; accepted: gru"),
     ("import_features.py", ["--src={tmp}/none", "--features_dir={tmp}/out"], "error: "),
-    ("demo.py", ["--workdir={tmp}/out", "--config.train.batch_size=0"],
-     "config.train.batch_size=0: a positive multiple"),
 ])
 def test_other_scripts_user_error_is_one_line(tmp_path, script, args, message):
   out = _run(script, *[a.format(tmp=tmp_path) for a in args])
   _one_error_line(out, message.format(tmp=tmp_path))
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
+def test_every_script_runs_through_cli(script):
+  """Each script's main goes through cli.run (one-line user errors), its imports resolve.
+
+  The subprocess tests above run a few scripts for real; ablate.py and demo.py (the
+  slowest to start) are covered here and by their library tests (test_ablate.py's bad
+  cell, test_config_check.py).
+  """
+  from tests.test_benchmarks import videojax_imports_resolve
+  text = (ROOT / "scripts" / script).read_text()
+  assert "videojax.cli" in videojax_imports_resolve(ROOT / "scripts" / script)
+  assert "cli.run(main)" in text and "app.run(" not in text
+

@@ -107,9 +107,12 @@ def rows_of_global_draws(key: jax.Array, axis_name: str = DATA_AXIS) -> jax.Arra
   draws from it on its rows is those rows of what it drew on the whole batch.
 
   So dropout masks, drawn batch-first, are the same on any number of devices (and on one
-  device the same as drawn from `key` itself). Needs `jax_threefry_partitionable`, JAX's
-  default; raises ValueError without it.
+  device the same as drawn from `key` itself). That needs JAX's default Threefry with
+  `jax_threefry_partitionable` (also the default); with another key (`rbg`, say) each
+  device draws from its own fold of the key instead, as under pmap: valid masks, but not
+  the same across device counts.
   """
-  if not jax.config.jax_threefry_partitionable:
-    raise ValueError("rows_of_global_draws needs jax_threefry_partitionable=True (the default)")
+  if (str(jax.random.key_impl(key)) != jex_random.threefry_prng_impl.name
+      or not jax.config.jax_threefry_partitionable):
+    return jax.random.fold_in(key, jax.lax.axis_index(axis_name))
   return jax.random.wrap_key_data(jax.random.key_data(key), impl=_rows_impl(axis_name))
