@@ -6,16 +6,15 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
 from tests.test_multihost import _config, _write_features
+from tests.test_resume import _steps_on_disk, kill_once_saved
 from videojax import checkpoint, runs, train, writers
 from videojax.checkpoint import Checkpoints, DiskFull, NonFiniteCheckpoint
 
@@ -44,11 +43,6 @@ def _expected_best(workdir: pathlib.Path, metric: str = "val_accuracy", mode: st
   """The epoch-end step with the best `metric` in metrics.jsonl; ties go to the later step."""
   sign = 1 if mode == "max" else -1
   return max((sign * m[metric], m["step"]) for m in _metrics(workdir))[1]
-
-
-def _steps_on_disk(workdir: pathlib.Path) -> list[int]:
-  d = workdir / "checkpoints"
-  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
 def _digest(directory: pathlib.Path) -> dict[str, str]:
@@ -91,15 +85,7 @@ def test_the_best_step_is_kept_evaluated_and_loaded_after_a_kill_and_resume(feat
   kill_at = int(np.random.default_rng().integers(best + 1, total))
   proc = _train_script(_script_config(tmp_path, features, FALLING), work,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  deadline = time.time() + 240
-  while not (_steps_on_disk(work) and _steps_on_disk(work)[-1] >= kill_at):
-    if proc.poll() is not None:
-      pytest.fail(f"training ended (rc {proc.returncode}) before step {kill_at}: "
-                  f"{proc.stderr.read()[-2000:]}")
-    assert time.time() < deadline, "no checkpoint within 240 s"
-    time.sleep(0.005)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_once_saved(proc, work, kill_at)
   assert best in _steps_on_disk(work)
   resumed = train.train_and_evaluate(_config(features, **FALLING), str(work), **QUIET)
   assert resumed["best_step"] == best and resumed["confusion"] == reference["confusion"]

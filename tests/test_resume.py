@@ -22,6 +22,23 @@ def _steps_on_disk(workdir: pathlib.Path) -> list[int]:
   return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
+def kill_once_saved(proc: subprocess.Popen, workdir: pathlib.Path, step: int,
+                    timeout: float = 240.0) -> None:
+  """SIGKILLs the training `proc` once `workdir` holds a checkpoint of `step` or later.
+
+  Fails the test if training ends first or no such checkpoint comes within `timeout` s.
+  """
+  deadline = time.time() + timeout
+  while not (_steps_on_disk(workdir) and _steps_on_disk(workdir)[-1] >= step):
+    if proc.poll() is not None:
+      pytest.fail(f"training ended (rc {proc.returncode}) before step {step}: "
+                  f"{proc.stderr.read()[-2000:]}")
+    assert time.time() < deadline, f"no checkpoint within {timeout} s"
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
   features = tmp_path / "features"
   features.mkdir()
@@ -42,15 +59,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
   proc = subprocess.Popen([sys.executable, "scripts/train.py", f"--config={config_file}",
                            f"--workdir={work}"], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 240
-  while not (_steps_on_disk(work) and _steps_on_disk(work)[-1] >= kill_at):
-    if proc.poll() is not None:
-      pytest.fail(f"training ended (rc {proc.returncode}) before step {kill_at}: "
-                  f"{proc.stderr.read()[-2000:]}")
-    assert time.time() < deadline, "no checkpoint within 240 s"
-    time.sleep(0.005)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_once_saved(proc, work, kill_at)
   stopped_at = _steps_on_disk(work)[-1]
   assert stopped_at < total, f"killed at step {kill_at} but all {total} steps were done"
 
