@@ -147,6 +147,10 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def metrics(self, step: int) -> dict | None:
+    """The validation metrics saved with `step` ({'val_accuracy', 'val_loss'}), or None."""
+    return self._metrics.get(step)
+
   def score(self, step: int) -> float | None:
     """The step's value of the ranking metric; None if not recorded or not finite."""
     value = (self._metrics.get(step) or {}).get(self.metric)
