@@ -20,6 +20,7 @@ from typing import Any
 
 from absl import app, flags
 
+from videojax import errors
 from videojax.errors import UserError
 
 DEBUG_ENV = "VIDEOJAX_DEBUG"
@@ -44,7 +45,7 @@ def is_user_error(e: BaseException) -> bool:
 
 def one_line(e: BaseException) -> str:
   """`error: <message>`, the message's lines joined, for stderr."""
-  message = " ".join(str(e).split()) or type(e).__name__
+  message = errors.message(e)
   if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.filename:
     message = message if str(e.filename) in message else f"{message}: {e.filename}"
   return f"error: {message}"

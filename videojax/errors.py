@@ -10,5 +10,10 @@ joins them by also deriving from UserError:
 """
 
 
+def message(e: BaseException) -> str:
+  """`e`'s text on one line (HDF5's and orbax's messages hold newlines), else its type's name."""
+  return " ".join(str(e).split()) or type(e).__name__
+
+
 class UserError(Exception):
   """An error whose message alone tells the user what is wrong and how to fix it."""

@@ -38,6 +38,12 @@ class EnsembleMismatch(ValueError):
   """Runs that cannot be averaged: other classes or other clips."""
 
 
+def _spec_diffs(run_spec: dict, spec: dict, keys) -> list[str]:
+  """'key: run X, features Y' for each of `keys` on which the two specs differ."""
+  return [f"{k}: run {run_spec.get(k)!r}, features {spec.get(k)!r}" for k in keys
+          if run_spec.get(k) != spec.get(k)]
+
+
 def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> None:
   """Refuses features a run cannot read: other classes, width, backbone, or too few frames.
 
@@ -61,8 +67,7 @@ def check_features_fit(run: Run, fs: features_lib.FeatureSet, where: str) -> Non
         f"{run.workdir} was trained on")
   keys = (SAME_FEATURE_KEYS + SAME_SPLIT_KEYS
           + (("seed",) if spec.get("weights") == "random-init" else ()))
-  diffs = [f"{k}: run {spec.get(k)!r}, features {fs.spec.get(k)!r}" for k in keys
-           if spec.get(k) != fs.spec.get(k)]
+  diffs = _spec_diffs(spec, fs.spec, keys)
   if diffs:
     raise features_lib.FeatureError(
         f"{where}: made another way than the features of run {run.workdir} ("
@@ -85,8 +90,7 @@ def check_own_features(run: Run, fs: features_lib.FeatureSet, where: str) -> Non
   if trained is None or features_lib.spec_hash(fs.spec) == trained:
     return
   spec = run.meta["feature_spec"]
-  diffs = [f"{k}: run {spec.get(k)!r}, features {fs.spec.get(k)!r}"
-           for k in sorted(set(spec) | set(fs.spec)) if spec.get(k) != fs.spec.get(k)]
+  diffs = _spec_diffs(spec, fs.spec, sorted(set(spec) | set(fs.spec)))
   raise features_lib.FeatureError(
       f"{where}: holds other features than run {run.workdir} was trained on ("
       + ("; ".join(diffs) or "same settings, other spec hash")

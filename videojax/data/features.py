@@ -41,6 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from videojax import errors
 from videojax.files import write_json_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
@@ -56,11 +57,6 @@ class FeatureError(ValueError):
 
 REPAIR_HINT = ("run scripts/extract_features.py --verify with the same config to move damaged "
                "shards aside, then run it again without --verify to re-extract them")
-
-
-def _one_line(e: BaseException) -> str:
-  """An exception's text on one line (HDF5's messages hold newlines)."""
-  return " ".join(str(e).split()) or type(e).__name__
 
 
 @contextlib.contextmanager
@@ -79,7 +75,7 @@ def open_shard(path: str | os.PathLike) -> Iterator[h5py.File]:
     with h5py.File(path, "r") as f:
       yield f
   except (OSError, KeyError, UnicodeDecodeError) as e:
-    raise FeatureError(f"{path}: damaged feature shard ({_one_line(e)}); {REPAIR_HINT}") from e
+    raise FeatureError(f"{path}: damaged feature shard ({errors.message(e)}); {REPAIR_HINT}") from e
 
 
 def ids_digest(video_ids: Sequence[str]) -> str:
@@ -301,7 +297,7 @@ def write_bytes_atomic(path: pathlib.Path, data: bytes | memoryview) -> None:
     tmp.unlink(missing_ok=True)
     if not isinstance(e, OSError):
       raise
-    why = e.strerror or _one_line(e)
+    why = e.strerror or errors.message(e)
     if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
       raise OSError(e.errno, f"{path}: cannot write the shard ({why}); check that "
                     f"{path.parent} is writable") from e
@@ -318,13 +314,9 @@ def shard_paths(features_dir: str | os.PathLike, split: str) -> list[pathlib.Pat
       missing indices (an extraction that has not finished).
   """
   features_dir = pathlib.Path(features_dir)
-  found: dict[int, pathlib.Path] = {}
-  counts = set()
-  for p in sorted(features_dir.glob(f"{split}-*-of-*.h5")):
-    m = _SHARD_RE.match(p.name)
-    if m and m["split"] == split:
-      found[int(m["index"])] = p
-      counts.add(int(m["count"]))
+  on_disk = _shards_on_disk(features_dir, split)
+  found = {index: p for (index, _), p in on_disk.items()}
+  counts = {count for _, count in on_disk}
   if not found:
     raise FeatureError(f"{features_dir}: no feature shards for split '{split}' "
                        f"(expected files named {shard_name(split, 0, 1)!r} ...); "
@@ -357,7 +349,7 @@ def read_shard_attrs(path: str | os.PathLike) -> dict:
             "class_names": json.loads(attrs["class_names"]),
             "failed": json.loads(attrs["failed"])}
   except (KeyError, ValueError) as e:  # Attributes are not checksummed: damage shows here.
-    raise FeatureError(f"{path}: damaged feature shard (attribute {_one_line(e)}); "
+    raise FeatureError(f"{path}: damaged feature shard (attribute {errors.message(e)}); "
                        f"{REPAIR_HINT}") from e
 
 
