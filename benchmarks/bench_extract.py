@@ -30,7 +30,8 @@ from tqdm import tqdm  # noqa: E402
 from configs import demo as demo_config  # noqa: E402
 from videojax import cli, extract, models, sharding  # noqa: E402
 from videojax import platform as platform_lib  # noqa: E402 (not the standard library's)
-from videojax.data import synthetic, ucf101, video  # noqa: E402
+from videojax.data import synthetic, video  # noqa: E402
+from videojax.data.sources import ucf101  # noqa: E402
 
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0",
                                 f"One of {', '.join(models.BACKBONE_NAMES)}.")

@@ -13,7 +13,7 @@ from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from videojax import cli, config_check, demo, platform  # noqa: E402
-from videojax.data import ucf101  # noqa: E402
+from videojax.data.sources import ucf101  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where videos, features and runs go.")

@@ -2,7 +2,8 @@ r"""Imports per-video feature arrays made elsewhere into the HDF5 shards that tr
 
 --src holds one array [t, d] per video, named after the video (nested
 '<Class>/v_x_g01_c01.npy' or flat 'v_x_g01_c01.npy'), as .npy, .npz, .mat (v5 or
-v7.3) or .h5/.hdf5. Labels and splits come from a UCF-101-style root or from CSVs;
+v7.3) or .h5/.hdf5. Labels and splits come from a UCF-101-style root or from CSVs, read by
+the same data sources as extraction (layouts ucf101 and csv of videojax.data.sources);
 a CSV's `group` column (--group_column) names the source video of each clip, which
 validation keeps whole (else the group is read from UCF/HMDB or '<source>_clip<n>' names):
 
@@ -31,6 +32,7 @@ from absl import app, flags  # noqa: E402
 
 from videojax import cli  # noqa: E402
 from videojax.data import import_features as import_lib  # noqa: E402
+from videojax.data.sources import csv_lists  # noqa: E402
 
 _SRC = flags.DEFINE_string("src", None, "Directory of per-video arrays [t, d], named after "
                            "the video ids (nested <Class>/<video>.npy or flat).", required=True)
@@ -44,19 +46,19 @@ _TRAIN_CSV = flags.DEFINE_string("train_csv", None, "Split source: CSV of the tr
                                  "videos (header with a video and a class column); needs "
                                  "--test_csv.")
 _TEST_CSV = flags.DEFINE_string("test_csv", None, "CSV of the test videos (with --train_csv).")
-_CSV = flags.DEFINE_string("csv", None, "Split source: one CSV for all splits; "
-                           "--split_column names each row's split (train, test).")
+_CSV = flags.DEFINE_string("csv", None, "Split source: one CSV for both splits; "
+                           "--split_column names each row's split (train or test).")
 _SPLIT_COLUMN = flags.DEFINE_string("split_column", "split", "With --csv: the split column.")
 _VIDEO_COLUMN = flags.DEFINE_string(
     "video_column", None, "CSV column of the video file or id; default the first of "
-    f"{', '.join(import_lib.VIDEO_COLUMNS)}.")
+    f"{', '.join(csv_lists.VIDEO_COLUMNS)}.")
 _LABEL_COLUMN = flags.DEFINE_string(
     "label_column", None, "CSV column of the class name; default the first of "
-    f"{', '.join(import_lib.LABEL_COLUMNS)}. Classes are numbered in sorted order.")
+    f"{', '.join(csv_lists.LABEL_COLUMNS)}. Classes are the train labels, sorted.")
 _GROUP_COLUMN = flags.DEFINE_string(
     "group_column", None, "CSV column of each video's group (the source video its clip was "
     "cut from; validation keeps groups whole); default the first of "
-    f"{', '.join(import_lib.GROUP_COLUMNS)} if present, else the group is read from the name.")
+    f"{', '.join(csv_lists.GROUP_COLUMNS)} if present, else the group is read from the name.")
 _NUM_FRAMES = flags.DEFINE_integer("num_frames", 20, "T of the shards: longer sequences are "
                                    "sampled uniformly over their whole length, shorter ones "
                                    "padded (masked).", lower_bound=1)
@@ -73,13 +75,13 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", 4, "Reading threads.", lower_
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  source = import_lib.make_split_source(
+  source = import_lib.make_source(
       ucf_root=_UCF_ROOT.value, split=_SPLIT.value, train_csv=_TRAIN_CSV.value,
       test_csv=_TEST_CSV.value, csv_path=_CSV.value, split_column=_SPLIT_COLUMN.value,
       video_column=_VIDEO_COLUMN.value, label_column=_LABEL_COLUMN.value,
       group_column=_GROUP_COLUMN.value)
   report = import_lib.import_features(
-      _SRC.value, _FEATURES_DIR.value, split_source=source, num_frames=_NUM_FRAMES.value,
+      _SRC.value, _FEATURES_DIR.value, source=source, num_frames=_NUM_FRAMES.value,
       shard_size=_SHARD_SIZE.value, key=_KEY.value, feature_dim=_FEATURE_DIM.value,
       num_workers=_NUM_WORKERS.value)
   print(f"Done: {report['imported']} shard(s) written, {report['skipped']} already complete, "

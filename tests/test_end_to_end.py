@@ -19,7 +19,8 @@ from configs import demo as demo_config
 from videojax import extract, train
 from videojax.checkpoint import CheckpointMismatch, Checkpoints
 from videojax.data import features as F
-from videojax.data import synthetic, ucf101, video
+from videojax.data import synthetic, video
+from videojax.data.sources import ucf101
 from videojax.models import backbone_feature_dim, preprocess_frames
 from videojax.predict import Predictor
 

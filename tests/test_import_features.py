@@ -15,6 +15,7 @@ from videojax import train
 from videojax.data import features as F
 from videojax.data import import_features as I
 from videojax.data import video
+from videojax.data.sources import csv_lists
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 D = 6
@@ -60,6 +61,10 @@ def _ucf_root(root: pathlib.Path, train_ids, test_ids) -> pathlib.Path:
   return root
 
 
+def _ucf(root: pathlib.Path):
+  return I.make_source(ucf_root=str(root))
+
+
 def _class_of(vid: str) -> str:
   return vid.rsplit("/", 1)[-1].split("_")[1]  # v_<Class>_gNN_cMM
 
@@ -100,7 +105,7 @@ def _check_split(features_dir, split, arrays, num_frames, listed):
 @pytest.mark.parametrize("fmt", ["npy", "npz", "mat", "mat73", "h5", "hdf5"])
 def test_each_format_with_ucf_split(tmp_path, fmt):
   src, root, arrays = _dataset(tmp_path, fmt)
-  report = I.import_features(src, tmp_path / "out", split_source=I.ucf_split_source(root),
+  report = I.import_features(src, tmp_path / "out", source=_ucf(root),
                              num_frames=4, shard_size=3, **QUIET)
   assert report["failed"] == [] and report["feature_dim"] == D and report["unlisted"] == 0
   assert report["imported"] == 3 and report["num_videos"] == {"train": 4, "test": 2}
@@ -118,8 +123,9 @@ def test_long_sequences_sampled_at_segment_centres_short_ones_padded(tmp_path):
   (tmp_path / "train.csv").write_text("video_name,tag\n" + "".join(
       f"{n}.avi,{n.split('_')[1]}\n" for n in list(frames)[:4]))
   (tmp_path / "test.csv").write_text("video_name,tag\nv_Run_g03_c01.avi,Run\n")
-  source = I.csv_split_source({"train": tmp_path / "train.csv", "test": tmp_path / "test.csv"})
-  I.import_features(src, tmp_path / "out", split_source=source, num_frames=5, **QUIET)
+  source = I.make_source(train_csv=str(tmp_path / "train.csv"),
+                         test_csv=str(tmp_path / "test.csv"))
+  I.import_features(src, tmp_path / "out", source=source, num_frames=5, **QUIET)
   fs = F.load_split(tmp_path / "out", "train")
   got = {v: fs.features[i, :, 0].astype(int) - 1 for i, v in enumerate(fs.video_ids)}
   # floor((i + 0.5) * 23 / 5): the centres of 5 equal segments of the whole sequence.
@@ -141,15 +147,15 @@ def test_csv_sources_flat_layout_sorted_classes(tmp_path):
   (tmp_path / "all.csv").write_text("Video,Class,Subset\n" + "".join(
       f"{v.split('/')[1]},{v.split('/')[0]},{s}\n" for s, vids in rows.items() for v in vids))
   sources = {
-      "two": I.make_split_source(train_csv=str(tmp_path / "train.csv"),
+      "two": I.make_source(train_csv=str(tmp_path / "train.csv"),
                                  test_csv=str(tmp_path / "test.csv")),
-      "one": I.make_split_source(csv_path=str(tmp_path / "all.csv"), split_column="subset",
+      "one": I.make_source(csv_path=str(tmp_path / "all.csv"), split_column="subset",
                                  video_column="video", label_column="class"),
   }
   for name, source in sources.items():
-    assert source.class_names == CLASSES  # sorted
+    assert source.class_names() == CLASSES  # sorted
     out = tmp_path / name
-    assert I.import_features(src, out, split_source=source, num_frames=4, **QUIET)["failed"] == []
+    assert I.import_features(src, out, source=source, num_frames=4, **QUIET)["failed"] == []
     for split, vids in rows.items():
       _check_split(out, split, flat, 4, [v.split("/")[1] for v in vids])
 
@@ -173,10 +179,10 @@ def test_groups_from_the_csv_column_else_the_names_are_stored(tmp_path):
     lists[name] = vid_of
   (tmp_path / "test.csv").write_text("video_name,tag\nJump9_clip1.avi,Jump\nRun9_clip1,Run\n")
   for name, vid_of in lists.items():
-    source = I.make_split_source(train_csv=str(tmp_path / f"{name}.csv"),
+    source = I.make_source(train_csv=str(tmp_path / f"{name}.csv"),
                                  test_csv=str(tmp_path / "test.csv"))
     out = tmp_path / name
-    I.import_features(src, out, split_source=source, num_frames=4, shard_size=5, **QUIET)
+    I.import_features(src, out, source=source, num_frames=4, shard_size=5, **QUIET)
     index, _ = F.read_index(out, "train")
     back = {vid_of(v): v for v in train_ids}
     assert index.groups == [back[v].rsplit("_", 1)[0] for v in index.video_ids]
@@ -184,35 +190,37 @@ def test_groups_from_the_csv_column_else_the_names_are_stored(tmp_path):
     sources = lambda fs: {index.groups[index.video_ids.index(v)] for v in fs.video_ids}
     assert len(held) == 4 and not sources(rest) & sources(held)
     assert F.read_index(out, "test")[0].groups == ["Jump9", "Run9"]
-    assert source.description.get("group_column") == ("group" if name == "by_column" else None)
+    assert source.describe().get("group_column") == ("group" if name == "by_column" else None)
   # A UCF-101 root: the gNN of each name.
   src_ucf, root, _ = _dataset(tmp_path / "ucf_case")
-  I.import_features(src_ucf, tmp_path / "ucf_out", split_source=I.ucf_split_source(root),
+  I.import_features(src_ucf, tmp_path / "ucf_out", source=_ucf(root),
                     num_frames=4, **QUIET)
   index, _ = F.read_index(tmp_path / "ucf_out", "train")
   assert index.groups == [v.split("/")[1][2:-4] for v in index.video_ids]
   # A group column named but absent is an error; an unnamed one is optional.
-  with pytest.raises(ValueError, match=r"by_column.csv: no group column \(looked for 'src'.*"
-                                       r"--group_column"):
-    I.make_split_source(train_csv=str(tmp_path / "by_column.csv"),
-                        test_csv=str(tmp_path / "test.csv"), group_column="src")
+  with pytest.raises(ValueError, match=r"by_column.csv:1: .* lacks the group column "
+                                       r"\(looked for 'src'.*--group_column"):
+    I.make_source(train_csv=str(tmp_path / "by_column.csv"),
+                  test_csv=str(tmp_path / "test.csv"), group_column="src").clips("train")
 
 
 def test_split_source_errors_name_the_problem(tmp_path):
   with pytest.raises(ValueError, match="exactly one split source"):
-    I.make_split_source()
+    I.make_source()
   with pytest.raises(ValueError, match="exactly one split source"):
-    I.make_split_source(ucf_root="x", train_csv="y")
+    I.make_source(ucf_root="x", train_csv="y")
   with pytest.raises(ValueError, match="go together"):
-    I.make_split_source(train_csv="train.csv")
+    I.make_source(train_csv="train.csv")
   (tmp_path / "a.csv").write_text("clip,tag\nv_a.avi,A\n")
-  with pytest.raises(ValueError, match=r"no video column .*--video_column"):
-    I.csv_split_source({"train": tmp_path / "a.csv"})
+  with pytest.raises(ValueError, match=r"lacks the video column .*--video_column"):
+    I.make_source(train_csv=str(tmp_path / "a.csv"), test_csv=str(tmp_path / "a.csv")).clips(
+        "train")
   (tmp_path / "b.csv").write_text("video_name,tag\nv_a.avi,A\nv_b,B\nv_a.mp4,B\n")
-  with pytest.raises(ValueError, match=r"b.csv:4: video 'v_a' is listed twice"):
-    I.csv_split_source({"train": tmp_path / "b.csv"})
-  assert I.video_id_of(".\\Jump\\v_x_g01_c01.avi") == "Jump/v_x_g01_c01"
-  assert I.video_id_of("clip.001") == "clip.001"
+  with pytest.raises(ValueError, match=r"b.csv:4: v_a.mp4 is listed twice \(also line 2\)"):
+    I.make_source(train_csv=str(tmp_path / "b.csv"), test_csv=str(tmp_path / "a.csv")).clips(
+        "train")
+  assert csv_lists.video_id_of(".\\Jump\\v_x_g01_c01.avi") == "Jump/v_x_g01_c01"
+  assert csv_lists.video_id_of("clip.001") == "clip.001"
 
 
 def test_bad_arrays_are_skipped_and_reported(tmp_path):
@@ -226,7 +234,7 @@ def test_bad_arrays_are_skipped_and_reported(tmp_path):
   np.save(src / f"{bad[5]}.npy", np.full((5, D), 1e6, np.float32))         # beyond float16
   (src / f"{bad[6]}.npy").unlink()                                          # two candidates
   np.savez(src / f"{bad[6]}.npz", rgb=_arr(1, 5), flow=_arr(2, 5))
-  report = I.import_features(src, tmp_path / "out", split_source=I.ucf_split_source(root),
+  report = I.import_features(src, tmp_path / "out", source=_ucf(root),
                              num_frames=4, **QUIET)
   reasons = {vid: reason for split, vid, reason in report["failed"]}
   assert sorted(reasons) == sorted(bad[:7]) and report["feature_dim"] == D
@@ -247,7 +255,7 @@ def test_shard_whose_videos_all_fail_is_written_empty(tmp_path):
   src, root, _ = _dataset(tmp_path, "npy")
   for vid in _ids((3,)):
     (src / f"{vid}.npy").unlink()
-  report = I.import_features(src, tmp_path / "out", split_source=I.ucf_split_source(root),
+  report = I.import_features(src, tmp_path / "out", source=_ucf(root),
                              num_frames=4, **QUIET)
   assert sorted(v for _, v, _ in report["failed"]) == _ids((3,))
   fs = F.load_split(tmp_path / "out", "test")
@@ -259,10 +267,10 @@ def test_key_selects_among_several_arrays(tmp_path):
   for vid, arr in arrays.items():  # A second 2-D array beside each: now ambiguous.
     with h5py.File(src / f"{vid}.h5", "a") as f:
       f["features/flow"] = -arr
-  source = I.ucf_split_source(root)
+  source = _ucf(root)
   with pytest.raises(F.FeatureError, match="name one with --key"):
-    I.import_features(src, tmp_path / "a", split_source=source, num_frames=4, **QUIET)
-  I.import_features(src, tmp_path / "b", split_source=source, num_frames=4,
+    I.import_features(src, tmp_path / "a", source=source, num_frames=4, **QUIET)
+  I.import_features(src, tmp_path / "b", source=source, num_frames=4,
                     key="features/feats", **QUIET)
   _check_split(tmp_path / "b", "train", arrays, 4, _ids((1, 2)))
   assert F.load_split(tmp_path / "b", "train").spec["key"] == "features/feats"
@@ -274,39 +282,39 @@ def test_feature_dim_tie_asks_for_the_flag(tmp_path):
   for vid in other:
     np.save(src / f"{vid}.npy", _arr(0, 4, D + 2))
   with pytest.raises(F.FeatureError, match="choose one with --feature_dim"):
-    I.import_features(src, tmp_path / "out", split_source=I.ucf_split_source(root),
+    I.import_features(src, tmp_path / "out", source=_ucf(root),
                       num_frames=4, **QUIET)
-  report = I.import_features(src, tmp_path / "out", split_source=I.ucf_split_source(root),
+  report = I.import_features(src, tmp_path / "out", source=_ucf(root),
                              num_frames=4, feature_dim=D, **QUIET)
   assert sorted(v for _, v, _ in report["failed"]) == sorted(other)
 
 
 def test_rerun_skips_complete_shards_and_refuses_other_settings(tmp_path):
   src, root, arrays = _dataset(tmp_path, "npy", groups=(1, 2, 3))
-  out, source = tmp_path / "out", I.ucf_split_source(root)
-  first = I.import_features(src, out, split_source=source, num_frames=4, shard_size=2, **QUIET)
+  out, source = tmp_path / "out", _ucf(root)
+  first = I.import_features(src, out, source=source, num_frames=4, shard_size=2, **QUIET)
   assert (first["imported"], first["skipped"]) == (4, 0)
   shards = sorted(out.glob("*.h5"))
   stamps = {p: p.stat().st_mtime_ns for p in shards}
-  again = I.import_features(src, out, split_source=source, num_frames=4, shard_size=2, **QUIET)
+  again = I.import_features(src, out, source=source, num_frames=4, shard_size=2, **QUIET)
   assert (again["imported"], again["skipped"]) == (0, 4)
   shards[1].unlink()
   (out / f".{shards[1].name}.tmp-123").write_bytes(b"half")  # an interrupted write
-  third = I.import_features(src, out, split_source=source, num_frames=4, shard_size=2, **QUIET)
+  third = I.import_features(src, out, source=source, num_frames=4, shard_size=2, **QUIET)
   assert (third["imported"], third["skipped"]) == (1, 3)
   assert all(p.stat().st_mtime_ns == stamps[p] for p in shards if p != shards[1])
   _check_split(out, "train", arrays, 4, _ids((1, 2, 3)))
   with pytest.raises(F.FeatureError, match="num_frames: expected 5, found 4"):
-    I.import_features(src, out, split_source=source, num_frames=5, shard_size=2, **QUIET)
+    I.import_features(src, out, source=source, num_frames=5, shard_size=2, **QUIET)
   (root / "classInd.txt").write_text("1 Jump\n2 Run\n3 Swim\n")
   with pytest.raises(F.FeatureError, match="class lists differ"):
-    I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+    I.import_features(src, out, source=_ucf(root), num_frames=4,
                       shard_size=2, **QUIET)
 
 
 def test_imported_features_train_a_temporal_model(tmp_path):
   src, root, _ = _dataset(tmp_path, "npy", groups=(1, 2, 3, 4), test_groups=(5,), clips=2)
-  I.import_features(src, tmp_path / "features", split_source=I.ucf_split_source(root),
+  I.import_features(src, tmp_path / "features", source=_ucf(root),
                     num_frames=6, **QUIET)
   c = copy.deepcopy(demo_config.get_config())
   c.data.features_dir = str(tmp_path / "features")
@@ -348,11 +356,11 @@ def test_rerun_after_the_list_grew_imports_the_new_clips_and_drops_stale_shards(
   src, root, arrays = _dataset(tmp_path, "npy", groups=(1, 2, 3, 4))
   out = tmp_path / "out"
   _ucf_root(root, _ids((1, 2)), _ids((3,)))  # train: 4 clips, 2 shards of 2
-  I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+  I.import_features(src, out, source=_ucf(root), num_frames=4,
                     shard_size=2, **QUIET)
   _ucf_root(root, _ids((1, 2, 4)), _ids((3,)))  # train: 6 clips, 3 shards
   said = []
-  I.import_features(src, out, split_source=I.ucf_split_source(root), num_frames=4,
+  I.import_features(src, out, source=_ucf(root), num_frames=4,
                     shard_size=2, echo=said.append, num_workers=2)
   assert sorted(p.name for p in out.glob("train-*.h5")) == [
       F.shard_name("train", j, 3) for j in range(3)]

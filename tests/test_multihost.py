@@ -20,7 +20,7 @@ from videojax import distributed, train
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
 from videojax.data import parts as parts_lib
-from videojax.data import ucf101
+from videojax.data.sources.groups import ucf_group
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]
@@ -142,7 +142,7 @@ def test_each_process_reads_its_own_shards_and_the_same_validation_groups(featur
     assert not set(a) & set(b) and sorted(a + b) == sorted(both), split
     np.testing.assert_array_equal(p0.sizes[split], [len(fs) for fs in getattr(single, split)])
   assert p0.sizes["test"].tolist() == [7, 7]
-  groups = {split: {ucf101.group_of(v) for p in (p0, p1) for fs in getattr(p, split)
+  groups = {split: {ucf_group(v) for p in (p0, p1) for fs in getattr(p, split)
                     for v in fs.video_ids} for split in ("train", "val")}
   assert groups["val"] and not groups["train"] & groups["val"]
   with pytest.raises(ValueError, match="num_parts=3 must be a positive multiple of the 2"):

@@ -10,7 +10,8 @@ import pytest
 from configs import convlstm as convlstm_config
 from videojax import extract, models, train
 from videojax.data import features as F
-from videojax.data import synthetic, ucf101
+from videojax.data import synthetic
+from videojax.data.sources import ucf101
 
 B, T, S = 2, 5, 8
 LENGTHS = np.array([5, 3])

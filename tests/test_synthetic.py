@@ -10,7 +10,7 @@ import pytest
 from videojax.data import synthetic
 from videojax.data.synthetic import (APPEARANCE_CLASSES, CLASS_NAMES, ORDER_PAIRS,
                                      render_clip, write_dataset)
-from videojax.data.ucf101 import read_class_names, read_split
+from videojax.data.sources.ucf101 import read_class_names, read_split
 from videojax.data.video import read_video
 
 # Small enough to write in about a second.

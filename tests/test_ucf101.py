@@ -1,12 +1,14 @@
-"""Tests of videojax.data.ucf101: class and split files, groups, group splits."""
+"""Tests of videojax.data.sources.ucf101 and .groups: class and split files, groups, group splits."""
 
 import pathlib
 import random
 
 import pytest
 
-from videojax.data.ucf101 import (Example, group_of, read_class_names, read_split,
-                                  split_by_group)
+from videojax.data.sources.base import Clip
+from videojax.data.sources.groups import split_by_group
+from videojax.data.sources.groups import ucf_group
+from videojax.data.sources.ucf101 import read_class_names, read_split
 
 _CLASS_IND = "1 ApplyEyeMakeup\r\n2 HandstandPushups  \r\n3 YoYo\r\n\r\n"
 _TRAIN = ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
@@ -42,7 +44,7 @@ def test_read_split_train(tmp_path):
   root = _make_root(tmp_path)
   examples = read_split(root, "train")
   assert [e.label for e in examples] == [0, 1, 2]
-  assert examples[0] == Example(
+  assert examples[0] == Clip(
       path=root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi", label=0,
       video_id="ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", group="ApplyEyeMakeup_g08")
   assert examples[2].video_id == "YoYo/v_YoYo_g09_c02"
@@ -118,17 +120,17 @@ def test_read_split_other_split_and_subset(tmp_path):
     ("wave/RATRACE_wave_f_nm_np1_fr_goo_37", ""),
     ("x/v_gym_c01", ""),
 ])
-def test_group_of(video_id, group):
-  assert group_of(video_id) == group
+def test_ucf_group(video_id, group):
+  assert ucf_group(video_id) == group
 
 
-def _examples(groups_per_class: dict[int, int], clips: int = 3) -> list[Example]:
+def _examples(groups_per_class: dict[int, int], clips: int = 3) -> list[Clip]:
   out = []
   for label, groups in groups_per_class.items():
     for g in range(1, groups + 1):
       for c in range(1, clips + 1):
         vid = f"C{label}/v_C{label}_g{g:02d}_c{c:02d}"
-        out.append(Example(pathlib.Path(vid + ".avi"), label, vid, group_of(vid)))
+        out.append(Clip(pathlib.Path(vid + ".avi"), label, vid, ucf_group(vid)))
   return out
 
 
@@ -173,7 +175,7 @@ def test_split_by_group_single_group_classes():
 
 
 def test_split_by_group_clips_of_unknown_group_are_groups_of_their_own():
-  examples = [Example(pathlib.Path(f"a/x{i}.avi"), 0, f"a/x{i}", "") for i in range(4)]
+  examples = [Clip(pathlib.Path(f"a/x{i}.avi"), 0, f"a/x{i}", "") for i in range(4)]
   rest, held = split_by_group(examples, 0.5, seed=0)
   assert len(rest) == len(held) == 2
   assert sorted(rest + held, key=lambda e: e.video_id) == examples

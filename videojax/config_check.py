@@ -106,8 +106,8 @@ def _device_count(c: _Checker, key: str, available: int) -> int:
 
 
 def _check_data(c: _Checker) -> None:
-  from videojax.data import datasets  # Only here: keeps this module light.
-  c.name("data.layout", datasets.LAYOUTS, default="ucf101")
+  from videojax.data import sources  # Only here: keeps this module light.
+  c.name("data.layout", sources.LAYOUTS, default="ucf101")
 
 
 def _check_extract(c: _Checker) -> None:

@@ -29,7 +29,7 @@ from videojax.runs import Run, load_run  # noqa: F401 (load_run is part of this 
 # Spec keys that fix what each feature dimension means: a features dir given to
 # a run in place of its own must agree on them (it may differ in crop, image size...).
 SAME_FEATURE_KEYS = ("backbone", "weights", "weights_sha256", "pooling", "grid_size")
-# Spec keys that fix which clips are test clips (extraction: split and datasets.split_spec;
+# Spec keys that fix which clips are test clips (extraction: split and sources.split_spec;
 # import: the split lists): features of another split may hold the run's training clips.
 SAME_SPLIT_KEYS = ("split", "layout", "test_fraction", "split_seed", "tfds_config", "labels")
 

@@ -13,15 +13,12 @@ that cannot be decoded are skipped, recorded in their shard and listed in
 """
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import functools
 import hashlib
-import itertools
 import math
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -35,7 +32,8 @@ from tqdm import tqdm
 
 from videojax import config_check, models, sharding
 from videojax.data import features as features_lib
-from videojax.data import datasets, ucf101, video
+from videojax.data import sources, video
+from videojax.data.parallel import prefetch_map
 
 BACKBONE_FILE = "backbone.msgpack"
 SPLITS = ("train", "test")
@@ -47,7 +45,7 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
   spec = {"format_version": features_lib.FORMAT_VERSION, "backbone": e.backbone,
           "weights": e.weights, "seed": e.seed, "pooling": e.pooling,
           "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split,
-          **datasets.split_spec(config.data)}
+          **sources.split_spec(config.data)}
   if e.pooling == "grid":
     spec["grid_size"] = e.grid_size
   if e.get("crop", "center") != "center":  # Absent for the default: older hashes hold.
@@ -119,19 +117,6 @@ def make_embed_fn(backbone: str, module, variables,
   return lambda frames: np.asarray(embed(variables, jax.device_put(frames, data)))
 
 
-def prefetch_map(fn: Callable, items: Iterable, num_workers: int,
-                 depth: int) -> Iterator[concurrent.futures.Future]:
-  """fn over items in `num_workers` threads, at most `depth` ahead; futures in order."""
-  with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
-    it = iter(items)
-    queue = collections.deque(pool.submit(fn, x) for x in itertools.islice(it, depth))
-    while queue:
-      future = queue.popleft()
-      for x in itertools.islice(it, 1):
-        queue.append(pool.submit(fn, x))
-      yield future
-
-
 class FramePacker:
   """Packs the real frames of consecutive clips into fixed-size device batches.
 
@@ -186,7 +171,7 @@ def read_views(path: str | os.PathLike, spec: dict[str, Any]):
                                 spec.get("crop", "center"))
 
 
-def read_example_views(example: ucf101.Example, spec: dict[str, Any]):
+def read_example_views(example: sources.Clip, spec: dict[str, Any]):
   """`read_views` of the clip's file, or of its frames where it has them (tfds_ucf101)."""
   if example.frames is None:
     return read_views(example.path, spec)
@@ -195,7 +180,7 @@ def read_example_views(example: ucf101.Example, spec: dict[str, Any]):
                                   spec.get("crop", "center"))
 
 
-def extract_shard(examples: Sequence[ucf101.Example], path: pathlib.Path, *, embed,
+def extract_shard(examples: Sequence[sources.Clip], path: pathlib.Path, *, embed,
                   spec: dict[str, Any], class_names: Sequence[str], feature_dim: int,
                   batch_size: int, num_workers: int, progress) -> list[list[str]]:
   """Embeds one shard's clips and writes the shard; returns its failures."""
@@ -255,7 +240,8 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
     raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
   features_dir = pathlib.Path(config.data.features_dir)
   features_dir.mkdir(parents=True, exist_ok=True)
-  class_names = datasets.class_names(config.data)
+  source = sources.get(config.data)
+  class_names = source.class_names()
   spec = extraction_spec(config)
   features_lib.check_spec_file(features_dir, spec, class_names)
 
@@ -268,7 +254,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
 
   todo, skipped, counts = [], 0, {}
   for split in splits:
-    examples = datasets.read_split(config.data, split)
+    examples = source.clips(split)
     plan, done = features_lib.plan_shards(features_dir, split, examples, size, spec,
                                           worker, num_workers, echo=echo)
     todo, skipped = todo + plan, skipped + done

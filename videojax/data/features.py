@@ -482,7 +482,7 @@ def shard_count(num_items: int, shard_size: int) -> int:
 
 
 def _id_and_label(item) -> tuple[str, int]:
-  """(video_id, label) of a planned clip: a ucf101.Example or a (video_id, label, ...) tuple."""
+  """(video_id, label) of a planned clip: a sources.Clip or a (video_id, label, ...) tuple."""
   if hasattr(item, "video_id"):
     return item.video_id, int(item.label)
   return item[0], int(item[1])
@@ -528,7 +528,7 @@ def plan_shards(features_dir: pathlib.Path, split: str, items: Sequence, shard_s
                 ) -> tuple[list[tuple[pathlib.Path, Sequence]], int]:
   """Which shards of `split` this worker still has to write.
 
-  `items` (clips: ucf101.Example or (video_id, label, ...)) are cut into shards
+  `items` (clips: sources.Clip or (video_id, label, ...)) are cut into shards
   of `shard_size`; worker w of n takes the shards j with j % n == w.
 
   The rule, so that a clip list edited between an interrupted run and its

@@ -7,13 +7,12 @@ A source directory holds one array f[t, d] per video, named after the video id
 
 as .npy, .npz, .mat (v5 through scipy; v7.3 is HDF5 and is read with h5py) or
 .h5/.hdf5. A container with several arrays needs `key`, unless exactly one of
-them is a 2-D numeric array. Labels and splits come from a `SplitSource`: a
-UCF-101-style root (classInd.txt, trainlistNN.txt, testlistNN.txt) or CSV files
-with a video column and a class column, like the Keras video-classification
-example's train.csv / test.csv (`video_name,tag`), and optionally a group column
-(clips of one source video, which validation keeps whole). Without one, the
-group comes from the name (`datasets.source_group`: UCF gNN, HMDB source,
-'<source>_clip<n>'); the shards store it.
+them is a 2-D numeric array. Labels, groups and splits come from a data source
+(`videojax.data.sources`), the same that extraction reads: e.g. a UCF-101-style
+root (classInd.txt, trainlistNN.txt, testlistNN.txt) or CSV lists (`csv_lists`)
+like the Keras video-classification example's train.csv / test.csv
+(`video_name,tag`), optionally with a group column (clips of one source video,
+which validation keeps whole). The shards store each clip's group.
 
 Each array becomes f16[num_frames, d] plus a length, as frames are sampled from
 videos: a longer sequence is sampled uniformly over its whole length
@@ -27,221 +26,71 @@ the reason.
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import os
 import pathlib
-import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import h5py
+import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from videojax.data import datasets, ucf101, video
 from videojax.data import features as features_lib
-from videojax.extract import prefetch_map
+from videojax.data import sources, video
+from videojax.data.parallel import prefetch_map
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".mat", ".h5", ".hdf5")
 BACKBONE = "imported"
 _MATLAB_NUMERIC = frozenset({"double", "single", "int8", "int16", "int32", "int64", "uint8",
                              "uint16", "uint32", "uint64"})
-# Column names tried, in order, when none is given.
-VIDEO_COLUMNS = ("video_name", "video_id", "video", "path", "filename", "file", "name")
-LABEL_COLUMNS = ("tag", "label", "class", "class_name", "category")
-GROUP_COLUMNS = ("group", "source_video")
-_SPLIT_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")  # shard names use '-' as separator
-_EXTENSION_RE = re.compile(r"^\.[A-Za-z][A-Za-z0-9]{0,4}$")  # '.avi' yes, '.001' no
 
 
 class ArrayError(ValueError):
   """A per-video array that cannot be used; the message names the file and the reason."""
 
 
-# ---------------------------------------------------------------------------- split sources
+# ---------------------------------------------------------------------------- lists
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitSource:
-  """Which videos make each split, with their labels.
+def data_config(*, ucf_root: str | None = None, split: int = 1, train_csv: str | None = None,
+                test_csv: str | None = None, csv_path: str | None = None,
+                split_column: str | None = None, video_column: str | None = None,
+                label_column: str | None = None,
+                group_column: str | None = None) -> ml_collections.ConfigDict:
+  """The config.data that the list flags of scripts/import_features.py name.
 
-  Attributes:
-    class_names: k names; class_names[label] is the class of a 0-indexed label.
-    splits: split name -> [(video_id, label)] in file order.
-    description: where the lists came from (absolute paths); part of the spec.
-    groups: video_id -> its group where the lists give one; the others get
-      `group_of`'s.
-  """
-  class_names: list[str]
-  splits: dict[str, list[tuple[str, int]]]
-  description: dict[str, Any]
-  groups: dict[str, str] = dataclasses.field(default_factory=dict)
-
-  def group_of(self, video_id: str, label: int) -> str:
-    """The clip's group: the listed one, else from its name ("" when unknown)."""
-    return self.groups.get(video_id) or datasets.source_group(video_id,
-                                                              self.class_names[label])
-
-
-def ucf_split_source(root: str | os.PathLike, split: int = 1,
-                     subsets: Sequence[str] = ("train", "test")) -> SplitSource:
-  """The split lists of a UCF-101-style root (see `videojax.data.ucf101`).
-
-  Video ids are '<Class>/<name>' with the class spelled as in classInd.txt.
+  --ucf_root: layout ucf101 at that root. --train_csv/--test_csv: layout csv with
+  those files. --csv: layout csv with one file for both subsets, its rows split
+  by --split_column (default 'split'). Columns not named are detected
+  (`csv_lists.read_csv`). CSV paths are taken as given (root '').
 
   Raises:
-    ValueError: as `ucf101.read_split`, naming the file and line.
-  """
-  root = pathlib.Path(root)
-  examples = {s: ucf101.read_split(root, s, split) for s in subsets}
-  splits = {s: [(e.video_id, e.label) for e in ex] for s, ex in examples.items()}
-  return SplitSource(class_names=ucf101.read_class_names(root), splits=splits,
-                     description={"ucf_root": str(root.resolve()), "split": split},
-                     groups={e.video_id: e.group for ex in examples.values() for e in ex})
-
-
-def _column(fields: Sequence[str], given: str | None, candidates: Sequence[str], what: str,
-            flag: str, path: pathlib.Path, optional: bool = False) -> str | None:
-  by_lower = {f.strip().lower(): f for f in fields if f is not None}
-  for name in [given] if given else candidates:
-    if name.lower() in by_lower:
-      return by_lower[name.lower()]
-  if optional and not given:
-    return None
-  looked = repr(given) if given else ", ".join(candidates)
-  raise ValueError(f"{path}: no {what} column (looked for {looked}; the header has "
-                   f"{', '.join(map(repr, fields))}); name it with {flag}")
-
-
-def video_id_of(name: str) -> str:
-  """'ApplyEyeMakeup\\v_x_g01_c01.avi' -> 'ApplyEyeMakeup/v_x_g01_c01'.
-
-  A final suffix is dropped when it looks like a file extension (a letter, then
-  at most four letters or digits), so 'clip.001' keeps its '.001'.
-  """
-  name = name.strip().replace("\\", "/")
-  while name.startswith("./"):
-    name = name[2:]
-  path = pathlib.PurePosixPath(name)
-  if _EXTENSION_RE.match(path.suffix):
-    path = path.with_suffix("")
-  return str(path)
-
-
-def _sorted_classes(names: set[str]) -> list[str]:
-  """Sorted names; numerically when all are integers, so '10' follows '9'."""
-  if all(n.isdigit() for n in names):
-    return sorted(names, key=int)
-  return sorted(names)
-
-
-def csv_split_source(files: str | os.PathLike | Mapping[str, str | os.PathLike], *,
-                     split_column: str | None = None, video_column: str | None = None,
-                     label_column: str | None = None,
-                     group_column: str | None = None) -> SplitSource:
-  """Splits, labels and groups from CSV files with a header.
-
-  Args:
-    files: {split: csv} with one file per split (e.g. {'train': 'train.csv',
-      'test': 'test.csv'}), or one file whose `split_column` names each row's split.
-    split_column: the column naming the split (one file only).
-    video_column: the video file or id ('ApplyEyeMakeup/v_x.avi', 'v_x.avi' or
-      'v_x'); default the first of VIDEO_COLUMNS in the header.
-    label_column: the class name; default the first of LABEL_COLUMNS.
-    group_column: the clip's group (its source video); default the first of
-      GROUP_COLUMNS, if any. An empty cell leaves the group to the name.
-
-  Returns:
-    The source; classes are the sorted names over all splits.
-
-  Raises:
-    ValueError, naming the file and line: a missing file or column (the group
-      column only when named), an empty
-      video, class or split name, a video listed twice (in one split or two),
-      a split with no video.
-  """
-  if isinstance(files, Mapping):
-    if split_column:
-      raise ValueError("split_column applies to a single CSV, not one file per split")
-    jobs = [(pathlib.Path(p), s) for s, p in files.items()]
-  else:
-    if not split_column:
-      raise ValueError(f"{files}: one CSV for all splits needs split_column")
-    jobs = [(pathlib.Path(files), None)]
-  rows: dict[str, list[tuple[str, str]]] = {}
-  groups: dict[str, str] = {}
-  group_columns: set[str] = set()
-  seen: dict[str, str] = {}
-  for path, fixed_split in jobs:
-    if not path.is_file():
-      raise ValueError(f"{path}: file not found")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-      reader = csv.DictReader(f)
-      fields = reader.fieldnames or []
-      vcol = _column(fields, video_column, VIDEO_COLUMNS, "video", "--video_column", path)
-      lcol = _column(fields, label_column, LABEL_COLUMNS, "class", "--label_column", path)
-      scol = (_column(fields, split_column, (), "split", "--split_column", path)
-              if fixed_split is None else None)
-      gcol = _column(fields, group_column, GROUP_COLUMNS, "group", "--group_column", path,
-                     optional=True)
-      for row in reader:
-        where = f"{path}:{reader.line_num}"
-        vid, label = video_id_of(row.get(vcol) or ""), (row.get(lcol) or "").strip()
-        split = fixed_split or (row.get(scol) or "").strip()
-        if not vid or not label:
-          raise ValueError(f"{where}: empty {vcol!r} or {lcol!r}")
-        if not _SPLIT_NAME_RE.match(split):
-          raise ValueError(f"{where}: split name must be letters, digits or '_', got {split!r}")
-        if vid in seen:
-          raise ValueError(f"{where}: video {vid!r} is listed twice (also {seen[vid]})")
-        seen[vid] = where
-        rows.setdefault(split, []).append((vid, label))
-        if gcol and (row.get(gcol) or "").strip():
-          groups[vid] = row[gcol].strip()
-          group_columns.add(gcol)
-  for path, split in jobs:
-    if not rows or (split and split not in rows):
-      raise ValueError(f"{path}: no videos listed")
-  class_names = _sorted_classes({label for r in rows.values() for _, label in r})
-  index = {name: i for i, name in enumerate(class_names)}
-  splits = {s: [(vid, index[label]) for vid, label in r] for s, r in rows.items()}
-  description: dict[str, Any] = {f"{s}_csv" if s else "csv": str(p.resolve()) for p, s in jobs}
-  if split_column:
-    description["split_column"] = split_column
-  if group_columns:  # In the spec: shards made without the groups are refused, not kept.
-    description["group_column"] = ",".join(sorted(group_columns))
-  return SplitSource(class_names=class_names, splits=splits, description=description,
-                     groups=groups)
-
-
-def make_split_source(*, ucf_root: str | None = None, split: int = 1,
-                      train_csv: str | None = None, test_csv: str | None = None,
-                      csv_path: str | None = None, split_column: str | None = None,
-                      video_column: str | None = None, label_column: str | None = None,
-                      group_column: str | None = None) -> SplitSource:
-  """The one split source the arguments name (the flags of scripts/import_features.py).
-
-  Raises:
-    ValueError: none or more than one of ucf_root, train_csv/test_csv, csv_path,
-      or the errors of the chosen reader.
+    ValueError: none or more than one list source, or flags that do not go together.
   """
   given = [n for n, v in (("ucf_root", ucf_root), ("train_csv/test_csv", train_csv or test_csv),
                           ("csv", csv_path)) if v]
   if len(given) != 1:
     raise ValueError("give exactly one split source: --ucf_root, --train_csv with --test_csv, "
                      f"or --csv with --split_column (got {', '.join(given) or 'none'})")
-  if ucf_root and group_column:
-    raise ValueError("--group_column applies to CSV lists; UCF-101 names carry their group")
   if ucf_root:
-    return ucf_split_source(ucf_root, split)
-  kw = dict(video_column=video_column, label_column=label_column, group_column=group_column)
-  if csv_path:
-    return csv_split_source(csv_path, split_column=split_column or "split", **kw)
-  if not (train_csv and test_csv):
+    if group_column:
+      raise ValueError("--group_column applies to CSV lists; UCF-101 names carry their group")
+    return ml_collections.ConfigDict({"layout": "ucf101", "root": ucf_root, "split": split})
+  if not csv_path and not (train_csv and test_csv):
     raise ValueError("--train_csv and --test_csv go together (training needs both splits)")
-  return csv_split_source({"train": train_csv, "test": test_csv}, **kw)
+  return ml_collections.ConfigDict({
+      "layout": "csv", "root": "", "csv_train": csv_path or train_csv,
+      "csv_test": csv_path or test_csv, "csv_columns": (video_column or "", label_column or ""),
+      "csv_group_column": group_column or "",
+      "csv_split_column": (split_column or "split") if csv_path else ""})
+
+
+def make_source(**flags) -> sources.Source:
+  """The source of `data_config(**flags)`."""
+  return sources.get(data_config(**flags))
 
 
 # ---------------------------------------------------------------------------- array files
@@ -475,12 +324,12 @@ class ArrayIndex:
 # ---------------------------------------------------------------------------- import
 
 
-def import_spec(src_dir: pathlib.Path, source: SplitSource, *, num_frames: int,
+def import_spec(src_dir: pathlib.Path, source: sources.Source, *, num_frames: int,
                 feature_dim: int, key: str | None) -> dict[str, Any]:
   """The settings that determine imported features; their hash marks every shard."""
   return {"format_version": features_lib.FORMAT_VERSION, "backbone": BACKBONE,
           "source": str(src_dir.resolve()), "key": key, "num_frames": num_frames,
-          "feature_dim": feature_dim, "labels": source.description}
+          "feature_dim": feature_dim, "labels": source.describe()}
 
 
 def infer_feature_dim(paths: Sequence[pathlib.Path], key: str | None, echo=print) -> int:
@@ -568,15 +417,16 @@ def import_shard(items: Sequence[tuple[str, int, pathlib.Path | str]], path: pat
 
 
 def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike, *,
-                    split_source: SplitSource, num_frames: int, shard_size: int = 256,
+                    source: sources.Source, num_frames: int, shard_size: int = 256,
                     key: str | None = None, feature_dim: int | None = None,
                     num_workers: int = 4, echo=print) -> dict[str, Any]:
-  """Writes the arrays of `src_dir` as feature shards of every split of `split_source`.
+  """Writes the arrays of `src_dir` as feature shards of the train and test clips of `source`.
 
   Args:
     src_dir: per-video arrays [t, d] named after the video ids (see module doc).
     features_dir: where the shards, spec.json and failed_videos.csv go.
-    split_source: the videos and labels of each split.
+    source: the clips (video_id, label, group) of each split, e.g. `make_source(...)` or
+      `sources.get(config.data)`.
     num_frames: t of the shards; longer arrays are sampled uniformly, shorter
       ones padded (their length masks the padding).
     shard_size: videos per shard (the unit of resumption).
@@ -592,7 +442,8 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
      'unlisted': array files under src_dir that no split lists}.
 
   Raises:
-    ValueError: a missing src_dir, or num_frames, shard_size or feature_dim < 1.
+    ValueError: a missing src_dir, num_frames, shard_size or feature_dim < 1, or the
+      source's errors (naming the file and line).
     FeatureError: a features_dir or shard made with other settings or classes,
       or no readable array to infer d from.
   """
@@ -603,26 +454,26 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
   src_dir, features_dir = pathlib.Path(src_dir), pathlib.Path(features_dir)
   if not src_dir.is_dir():
     raise ValueError(f"{src_dir}: not a directory of feature arrays")
+  class_names = source.class_names()
+  clips = {split: source.clips(split) for split in sources.SUBSETS}
   index = ArrayIndex(src_dir, exclude=features_dir)
   resolved: dict[str, list[tuple[str, int, pathlib.Path | str]]] = {}
-  groups: dict[str, str] = {}
-  for split, videos in split_source.splits.items():
+  groups = {clip.video_id: clip.group for listed in clips.values() for clip in listed}
+  for split, listed in clips.items():
     items = []
-    for vid, label in videos:
-      groups[vid] = split_source.group_of(vid, label)
+    for clip in listed:
       try:
-        items.append((vid, label, index.find(vid)))
+        items.append((clip.video_id, clip.label, index.find(clip.video_id)))
       except ArrayError as e:
-        items.append((vid, label, str(e)))
+        items.append((clip.video_id, clip.label, str(e)))
     resolved[split] = items
   found = [p for items in resolved.values() for _, _, p in items if not isinstance(p, str)]
   if feature_dim is None:
     feature_dim = infer_feature_dim(found, key, echo=echo)
 
   features_dir.mkdir(parents=True, exist_ok=True)
-  spec = import_spec(src_dir, split_source, num_frames=num_frames, feature_dim=feature_dim,
-                     key=key)
-  features_lib.check_spec_file(features_dir, spec, split_source.class_names)
+  spec = import_spec(src_dir, source, num_frames=num_frames, feature_dim=feature_dim, key=key)
+  features_lib.check_spec_file(features_dir, spec, class_names)
 
   todo, skipped = [], 0
   for split, items in resolved.items():
@@ -637,7 +488,7 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
   with tqdm(total=sum(len(i) for _, i in todo), desc="import", unit="video",
             disable=None) as progress:
     for path, items in todo:
-      import_shard(items, path, spec=spec, class_names=split_source.class_names, key=key,
+      import_shard(items, path, spec=spec, class_names=class_names, key=key,
                    num_workers=num_workers, progress=progress, groups=groups)
 
   features_lib.clear_stale_shards(
@@ -649,5 +500,5 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
          f"{features_dir / features_lib.FAILED_FILE}")
   return {"imported": len(todo), "skipped": skipped, "failed": failed,
           "feature_dim": feature_dim,
-          "num_videos": {s: len(v) for s, v in split_source.splits.items()},
+          "num_videos": {s: len(v) for s, v in clips.items()},
           "unlisted": unlisted}

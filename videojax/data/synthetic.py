@@ -11,7 +11,7 @@ Two kinds of class:
 
 Clips come in groups, like UCF-101's: a class's clips in one group share
 background, object colour, size and shape, so splits must keep groups whole.
-The files follow the UCF-101 layout (see `videojax.data.ucf101`).
+The files follow the UCF-101 layout (see `videojax.data.sources.ucf101`).
 """
 
 from __future__ import annotations

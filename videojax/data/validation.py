@@ -3,7 +3,7 @@
 Clips of one group (UCF gNN, one HMDB source video, one source video cut into
 clips) are near-duplicates; a validation split that puts some on each side
 reads far higher than test, and picks the best step blindly. So groups are kept
-whole. Each clip's group was decided at ingest (`datasets`) and stored in the
+whole. Each clip's group was decided at ingest (`sources`) and stored in the
 shards; shards written before that get it recomputed from the names. Clips
 whose group cannot be known ("") are held out clip by clip, with one warning;
 `config.data.val_list` names the validation clips instead.
@@ -15,7 +15,9 @@ import pathlib
 import re
 from collections.abc import Callable, Sequence
 
-from videojax.data import datasets, ucf101
+from videojax.data import sources
+from videojax.data.sources import groups as groups_lib
+from videojax.data.sources.base import read_lines
 from videojax.data.features import FeatureSet
 
 # A val_list line: the id, then optional blanks and a '#' comment.
@@ -26,12 +28,12 @@ def clip_groups(fs: FeatureSet) -> list[str]:
   """Each clip's group ("" unknown): stored in the shards, else from its name.
 
   The names are read by the layout the features were extracted from (the
-  spec's 'layout', ucf101 when absent); see `datasets.group_of`.
+  spec's 'layout', ucf101 when absent); see `sources.group_of`.
   """
   if fs.groups is not None:
     return list(fs.groups)
   layout = {"layout": fs.spec.get("layout", "ucf101")}
-  return [datasets.group_of(layout, v) for v in fs.video_ids]
+  return [sources.group_of(layout, v) for v in fs.video_ids]
 
 
 def no_group_warning(unknown: int, total: int) -> str:
@@ -75,7 +77,7 @@ def read_val_list(path: str | os.PathLike, video_ids: Sequence[str]) -> list[str
                      "training video_ids, one a line, or '' to hold out groups")
   known = set(video_ids)
   first: dict[str, int] = {}
-  for lineno, line in ucf101.read_lines(path):
+  for lineno, line in read_lines(path):
     vid = _COMMENT.sub("", line).strip()
     if not vid:
       continue
@@ -101,7 +103,7 @@ def split_validation(fs: FeatureSet, fraction: float, seed: int, val_list: str =
 
   With `val_list`, exactly the clips it lists are held out (`echo` gets one
   warning line if that cuts known groups in two). Else about `fraction` of
-  each class's groups (`ucf101.split_by_group`); when some clips have no
+  each class's groups (`groups.split_by_group`); when some clips have no
   group, `echo` gets one warning line (`no_group_warning`).
 
   Args:
@@ -127,9 +129,9 @@ def split_validation(fs: FeatureSet, fraction: float, seed: int, val_list: str =
   unknown = sum(not g for g in groups)
   if unknown and fraction > 0:
     echo(no_group_warning(unknown, len(groups)))
-  examples = [ucf101.Example(path=pathlib.Path(v), label=int(l), video_id=v, group=g)
+  examples = [sources.Clip(path=pathlib.Path(v), label=int(l), video_id=v, group=g)
               for v, l, g in zip(fs.video_ids, fs.labels, groups)]
   index = {e.video_id: i for i, e in enumerate(examples)}
-  rest, held = ucf101.split_by_group(examples, fraction, seed)
+  rest, held = groups_lib.split_by_group(examples, fraction, seed)
   return (fs.take([index[e.video_id] for e in rest]),
           fs.take([index[e.video_id] for e in held]))

@@ -1,4 +1,4 @@
-"""Tests of videojax.data.datasets: every layout, its errors, groups, and real extractions."""
+"""Tests of videojax.data.sources: every source, its errors, groups, and real extractions."""
 
 import concurrent.futures
 import contextlib
@@ -17,7 +17,8 @@ import pytest
 from configs import default as default_config
 from configs import demo as demo_config
 from videojax import extract, train
-from videojax.data import datasets, ucf101, video
+from videojax.data import sources, video
+from videojax.data.sources import groups, tfds_ucf101, ucf101
 from videojax.data import features as F
 
 
@@ -34,6 +35,14 @@ def _write(path: pathlib.Path, text: str = "") -> pathlib.Path:
   return path
 
 
+def _clips(data_config, subset):
+  return sources.get(data_config).clips(subset)
+
+
+def _classes(data_config):
+  return sources.get(data_config).class_names()
+
+
 def _ids(examples):
   return [e.video_id for e in examples]
 
@@ -47,17 +56,17 @@ def _assert_groups_whole(a, b):
 def test_unknown_layout_names_key_and_accepted_values(tmp_path):
   with pytest.raises(ValueError, match=r"config\.data\.layout='kinetics'; accepted: ucf101, "
                                        r"hmdb51, folders, csv, tfds_ucf101"):
-    datasets.read_split(_data(tmp_path, layout="kinetics"), "train")
+    _clips(_data(tmp_path, layout="kinetics"), "train")
 
 
 def test_ucf101_layout_is_the_ucf101_reader(shared_data):
   root = shared_data / "weizmann4"
   c = _data(root)
-  assert datasets.class_names(c) == ucf101.read_class_names(root)
-  assert datasets.read_split(c, "test") == ucf101.read_split(root, "test")
-  assert datasets.split_spec(c) == {}
+  assert _classes(c) == ucf101.read_class_names(root)
+  assert _clips(c, "test") == ucf101.read_split(root, "test")
+  assert sources.split_spec(c) == {}
   with pytest.raises(ValueError, match="subset must be one of"):
-    datasets.read_split(c, "val")
+    _clips(c, "val")
 
 
 def test_ucf101_features_keep_their_spec_hash():
@@ -90,8 +99,8 @@ def _hmdb(root: pathlib.Path, split_dir="testTrainMulti_7030_splits", split=1,
 
 def test_hmdb51_classes_labels_ids_and_groups(tmp_path):
   c = _data(_hmdb(tmp_path), layout="hmdb51")
-  assert datasets.class_names(c) == ["brush_hair", "wave"]
-  train = datasets.read_split(c, "train")
+  assert _classes(c) == ["brush_hair", "wave"]
+  train = _clips(c, "train")
   assert [(e.video_id, e.label, e.group) for e in train] == [
       ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0", 0, "brush_hair/April_09"),
       ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_1", 0, "brush_hair/April_09"),
@@ -99,22 +108,22 @@ def test_hmdb51_classes_labels_ids_and_groups(tmp_path):
       ("wave/TrumanShow_wave_u_cm_np1_fr_med_27", 1, "wave/TrumanShow")]
   assert train[0].path == tmp_path / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_0.avi"
   # 2 = test; 0 = in neither subset.
-  assert _ids(datasets.read_split(c, "test")) == [
+  assert _ids(_clips(c, "test")) == [
       "brush_hair/Blonde_being_brushed_brush_hair_f_cm_np2_ri_med_0",
       "wave/RATRACE_wave_f_nm_np1_fr_goo_37"]
-  assert datasets.split_spec(c) == {"layout": "hmdb51"}
+  assert sources.split_spec(c) == {"layout": "hmdb51"}
 
 
 def test_hmdb51_split_dir_and_split_number(tmp_path):
   _hmdb(tmp_path, split_dir="lists", split=2, files={"wave": "a_wave_f_nm_np1_fr_goo_0.avi 1\n"})
   c = _data(tmp_path, layout="hmdb51", split_dir="lists", split=2)
-  assert _ids(datasets.read_split(c, "train")) == ["wave/a_wave_f_nm_np1_fr_goo_0"]
+  assert _ids(_clips(c, "train")) == ["wave/a_wave_f_nm_np1_fr_goo_0"]
   with pytest.raises(ValueError,
                      match=r"no '<class>_test_split1.txt' files \(config\.data\.split=1"):
-    datasets.class_names(_data(tmp_path, layout="hmdb51", split_dir="lists", split=1))
+    _classes(_data(tmp_path, layout="hmdb51", split_dir="lists", split=1))
   with pytest.raises(ValueError, match=r"testTrainMulti_7030_splits: no such folder .*"
                                        r"config\.data\.split_dir=''"):
-    datasets.class_names(_data(tmp_path, layout="hmdb51"))
+    _classes(_data(tmp_path, layout="hmdb51"))
 
 
 @pytest.mark.parametrize("text, message", [
@@ -128,7 +137,7 @@ def test_hmdb51_split_dir_and_split_number(tmp_path):
 def test_hmdb51_errors_name_file_and_line(tmp_path, text, message):
   c = _data(_hmdb(tmp_path, files={"wave": text}), layout="hmdb51")
   with pytest.raises(ValueError, match=message):
-    datasets.read_split(c, "train")
+    _clips(c, "train")
 
 
 @pytest.mark.parametrize("video_id, group", [
@@ -142,8 +151,8 @@ def test_hmdb51_errors_name_file_and_line(tmp_path, text, message):
     ("wave/holiday_clip_12", "wave/holiday_clip"),
 ])
 def test_hmdb_group(video_id, group):
-  assert datasets.hmdb_group(video_id) == group
-  assert datasets.group_of({"layout": "hmdb51"}, video_id) == group
+  assert groups.hmdb_group(video_id) == group
+  assert sources.group_of({"layout": "hmdb51"}, video_id) == group
 
 
 def _index(ids, labels, spec):
@@ -159,11 +168,11 @@ def test_split_validation_uses_the_layout_in_the_feature_spec():
   labels = [0] * 6 + [1] * 6
   rest, held = train.split_validation(_index(ids, labels, {"layout": "hmdb51"}), 0.5, seed=0)
   assert len(rest) == len(held) == 6
-  sources = lambda fs: {v.rsplit("_", 7)[0] for v in fs.video_ids}
-  assert not sources(rest) & sources(held)
+  origins = lambda fs: {v.rsplit("_", 7)[0] for v in fs.video_ids}
+  assert not origins(rest) & origins(held)
   # Spec without a layout (older shards): UCF groups, where every such name is its own group.
   rest, held = train.split_validation(_index(ids, labels, {}), 0.5, seed=0)
-  assert sources(rest) & sources(held)
+  assert origins(rest) & origins(held)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -181,8 +190,8 @@ def _pool(root: pathlib.Path) -> pathlib.Path:
 
 def test_folders_pool_split_by_group(tmp_path):
   c = _data(_pool(tmp_path), layout="folders", test_fraction=0.25, split_seed=3)
-  assert datasets.class_names(c) == ["Archery", "YoYo"]
-  train, test = datasets.read_split(c, "train"), datasets.read_split(c, "test")
+  assert _classes(c) == ["Archery", "YoYo"]
+  train, test = _clips(c, "train"), _clips(c, "test")
   assert len(train) == 12 and len(test) == 4
   assert sorted(_ids(train) + _ids(test)) == sorted(
       f"{cls}/v_{cls}_g{g:02d}_c{k:02d}" for cls in ("YoYo", "Archery") for g in range(1, 5)
@@ -193,10 +202,10 @@ def test_folders_pool_split_by_group(tmp_path):
   assert all(e.label == (e.video_id.startswith("YoYo")) for e in train + test)
   assert train[0].path == tmp_path / train[0].video_id.split("/")[0] / (
       train[0].video_id.split("/")[1] + ".avi")
-  assert datasets.read_split(c, "test") == test  # deterministic
+  assert _clips(c, "test") == test  # deterministic
   c.split_seed = 4
-  assert _ids(datasets.read_split(c, "test")) != _ids(test)
-  assert datasets.split_spec(c) == {"layout": "folders", "test_fraction": 0.25, "split_seed": 4,
+  assert _ids(_clips(c, "test")) != _ids(test)
+  assert sources.split_spec(c) == {"layout": "folders", "test_fraction": 0.25, "split_seed": 4,
                                     "groups": "source"}
 
 
@@ -205,7 +214,7 @@ def test_folders_pool_without_group_names_splits_clips(tmp_path):
     for i in range(4):
       _write(tmp_path / cls / f"clip{i}.MP4")
   c = _data(tmp_path, layout="folders", test_fraction=0.5)
-  train, test = datasets.read_split(c, "train"), datasets.read_split(c, "test")
+  train, test = _clips(c, "train"), _clips(c, "test")
   assert len(train) == len(test) == 4
   # No group can be known from such names: "" marks them, and each clip is split alone.
   assert {e.group for e in train + test} == {""}
@@ -241,9 +250,9 @@ def test_folders_pool_split_clip_by_clip_before_is_not_completed(tmp_path):
     ("cats/srcA", ""), ("cats/clip3", ""), ("cats/2019", ""),           # nothing tells
 ])
 def test_source_group(video_id, group):
-  assert datasets.source_group(video_id) == group
-  assert datasets.group_of({"layout": "folders"}, video_id) == group
-  assert datasets.group_of({"layout": "csv"}, video_id) == group
+  assert groups.source_group(video_id) == group
+  assert sources.group_of({"layout": "folders"}, video_id) == group
+  assert sources.group_of({"layout": "csv"}, video_id) == group
 
 
 def test_folders_pool_keeps_clips_of_one_source_video_on_one_side(tmp_path):
@@ -254,7 +263,7 @@ def test_folders_pool_keeps_clips_of_one_source_video_on_one_side(tmp_path):
       for k in (1, 2, 3):
         _write(tmp_path / cls / f"{cls}_{src}_clip{k}.mp4")
   c = _data(tmp_path, layout="folders", test_fraction=0.25, split_seed=0)
-  train, test = datasets.read_split(c, "train"), datasets.read_split(c, "test")
+  train, test = _clips(c, "train"), _clips(c, "test")
   assert len(train) == 18 and len(test) == 6
   source = lambda e: e.video_id.rsplit("_", 1)[0]
   assert {e.group for e in train + test} == {source(e) for e in train + test}
@@ -266,12 +275,12 @@ def test_folders_train_and_test_subfolders(tmp_path):
                          ("test", "b", "w.mkv")]:
     _write(tmp_path / sub / cls / name)
   c = _data(tmp_path, layout="folders")
-  assert datasets.class_names(c) == ["a", "b"]
+  assert _classes(c) == ["a", "b"]
   # The groups do not move clips between train/ and test/: the spec is as before.
-  assert datasets.split_spec(c) == {"layout": "folders", "test_fraction": 0.3, "split_seed": 0}
-  assert [(e.video_id, e.label) for e in datasets.read_split(c, "train")] == [
+  assert sources.split_spec(c) == {"layout": "folders", "test_fraction": 0.3, "split_seed": 0}
+  assert [(e.video_id, e.label) for e in _clips(c, "train")] == [
       ("train/a/y", 0), ("train/a/z", 0), ("train/b/x", 1)]
-  test = datasets.read_split(c, "test")
+  test = _clips(c, "test")
   assert [(e.video_id, e.label, e.path) for e in test] == [
       ("test/b/w", 1, tmp_path / "test" / "b" / "w.mkv")]
 
@@ -288,7 +297,7 @@ def test_folders_errors(tmp_path, files, kw, message):
   for f in files:
     _write(tmp_path / f)
   with pytest.raises(ValueError, match=message):
-    datasets.read_split(_data(tmp_path, layout="folders", **kw), "test")
+    _clips(_data(tmp_path, layout="folders", **kw), "test")
 
 
 # ----------------------------------------------------------------------------- csv
@@ -301,15 +310,15 @@ def test_csv_keras_example_layout(tmp_path):
   _write(tmp_path / "test.csv", "video_name,tag\nv_Punch_g20_c01.avi,Punch\n")
   _write(tmp_path / "train" / "v_Punch_g01_c01.avi")
   c = _data(tmp_path, layout="csv")
-  assert datasets.class_names(c) == ["CricketShot", "Punch"]
-  train = datasets.read_split(c, "train")
+  assert _classes(c) == ["CricketShot", "Punch"]
+  train = _clips(c, "train")
   assert [(e.video_id, e.label, e.group) for e in train] == [
       ("v_Punch_g01_c01", 1, "Punch_g01"), ("v_CricketShot_g08_c01", 0, "CricketShot_g08"),
       ("v_Punch_g02_c03", 1, "Punch_g02")]
   # Found under train/, else under the root (missing: extraction reports it).
   assert train[0].path == tmp_path / "train" / "v_Punch_g01_c01.avi"
   assert train[1].path == tmp_path / "v_CricketShot_g08_c01.avi"
-  assert [(e.video_id, e.label) for e in datasets.read_split(c, "test")] == [
+  assert [(e.video_id, e.label) for e in _clips(c, "test")] == [
       ("v_Punch_g20_c01", 1)]
 
 
@@ -320,9 +329,9 @@ def test_csv_group_column_else_the_name(tmp_path):
                                  "b/cam.avi,y,\n")
   _write(tmp_path / "test.csv", "video_name,tag\nc/srcC_clip1.avi,x\nc/cam2.avi,y\n")
   c = _data(tmp_path, layout="csv")
-  assert [(e.video_id, e.group) for e in datasets.read_split(c, "train")] == [
+  assert [(e.video_id, e.group) for e in _clips(c, "train")] == [
       ("a/1", "street"), ("a/2", "street"), ("b/srcB_clip1", "b/srcB"), ("b/cam", "")]
-  assert [e.group for e in datasets.read_split(c, "test")] == ["c/srcC", ""]
+  assert [e.group for e in _clips(c, "test")] == ["c/srcC", ""]
 
 
 def test_csv_headerless_and_named_columns(tmp_path):
@@ -330,10 +339,10 @@ def test_csv_headerless_and_named_columns(tmp_path):
   _write(tmp_path / "lists" / "te.csv", ",label,path\n0,a,clips/a/3.avi\n")
   c = _data(tmp_path, layout="csv", csv_train="lists/tr.csv", csv_test="lists/te.csv",
             csv_columns=("path", "label"))
-  assert datasets.class_names(c) == ["a", "b"]
-  assert [(e.video_id, e.label) for e in datasets.read_split(c, "train")] == [
+  assert _classes(c) == ["a", "b"]
+  assert [(e.video_id, e.label) for e in _clips(c, "train")] == [
       ("clips/b/1", 1), ("clips/a/2", 0)]
-  test = datasets.read_split(c, "test")
+  test = _clips(c, "test")
   assert [(e.video_id, e.label, e.path) for e in test] == [
       ("clips/a/3", 0, tmp_path / "clips" / "a" / "3.avi")]
 
@@ -342,7 +351,7 @@ def test_csv_headerless_and_named_columns(tmp_path):
     ("video_name,tag\na.avi,x\n", "video_name,tag\nb.avi,x\n\nc.avi,y\n",
      r"test.csv:4: label 'y' does not occur in .*train.csv"),
     ("path,label\na.avi,x\n", "b.avi,x\n", r"train.csv:1: .* looks like a header but lacks the "
-                                            r"columns \('video_name', 'tag'\)"),
+                                            r"video column \(looked for 'video_name'\)"),
     ("a.avi,x\nb.avi,x,extra\n", "b.avi,x\n", r"train.csv:2: expected '<video path>,<label>'"),
     ("video_name,tag\na.avi,x\na.mp4,x\n", "b.avi,x\n", r"train.csv:3: a.mp4 is listed twice "
                                                          r"\(also line 2\)"),
@@ -353,13 +362,13 @@ def test_csv_errors_name_file_and_line(tmp_path, train_csv, test_csv, message):
   _write(tmp_path / "train.csv", train_csv)
   _write(tmp_path / "test.csv", test_csv)
   with pytest.raises(ValueError, match=message):
-    for subset in datasets.SUBSETS:
-      datasets.read_split(_data(tmp_path, layout="csv"), subset)
+    for subset in sources.SUBSETS:
+      _clips(_data(tmp_path, layout="csv"), subset)
 
 
 def test_csv_missing_file_names_the_key(tmp_path):
   with pytest.raises(ValueError, match=r"train.csv: file not found \(config\.data\.csv_train="):
-    datasets.class_names(_data(tmp_path, layout="csv"))
+    _classes(_data(tmp_path, layout="csv"))
 
 
 # ----------------------------------------------------------------------------- real clips
@@ -437,7 +446,7 @@ def test_hmdb51_extraction_of_real_clips(shared_data, tmp_path):
   assert np.isfinite(train.features).all() and train.spec["layout"] == "hmdb51"
   # The shards store each clip's group, as the layout decided it at extraction.
   index, _ = F.read_index(c.data.features_dir, "train")
-  assert index.groups == [datasets.hmdb_group(v) for v in index.video_ids]
+  assert index.groups == [groups.hmdb_group(v) for v in index.video_ids]
   assert all(index.groups)
 
 
@@ -499,20 +508,20 @@ def tfds_ucf(tmp_path_factory):
   videos.mkdir(parents=True)
   lists.mkdir()
   _write(lists / "classInd.txt", "1 Archery\n2 HandstandPushups\n3 YoYo\n")
-  sources = {}
+  videos_of = {}
   for subset, clips in _TFDS_CLIPS.items():
     lines = []
     for cls, entry, frames in clips:
       name = entry.split("/")[1].replace("HandStandPushups", "HandstandPushups")
-      _write_clip(videos / name, frames, seed=len(sources))
-      sources[entry.rsplit(".", 1)[0]] = videos / name
+      _write_clip(videos / name, frames, seed=len(videos_of))
+      videos_of[entry.rsplit(".", 1)[0]] = videos / name
       lines.append(f"{entry} {1 + ['Archery', 'HandstandPushups', 'YoYo'].index(cls)}"
                    if subset == "train" else entry)
     _write(lists / f"{subset}list01.txt", "\n".join(lines) + "\n")
   bin_dir, manual = base / "bin", base / "manual"
   _write(bin_dir / "ffmpeg", f"#!{sys.executable}\n{_FAKE_FFMPEG}").chmod(0o755)
   # Only its presence is checked: the patched download below hands over the videos.
-  _write(manual / datasets.TFDS_VIDEOS_ZIP, "stand-in")
+  _write(manual / tfds_ucf101.VIDEOS_ZIP, "stand-in")
   c = _data(lists, layout="tfds_ucf101", tfds_data_dir=str(base / "tfds"),
             tfds_manual_dir=str(manual))
   config_cls = tfds.download.DownloadConfig
@@ -527,14 +536,14 @@ def tfds_ucf(tmp_path_factory):
     # tensorflow-datasets 4.9.10 imports importlib_resources when it builds, a package
     # it requires only on Python < 3.9; the standard library's module serves.
     mp.setitem(sys.modules, "importlib_resources", importlib.resources)
-    examples = {s: datasets.read_split(c, s) for s in datasets.SUBSETS}
-  return {"config": c, "examples": examples, "sources": sources, "lists": lists, "base": base}
+    examples = {s: _clips(c, s) for s in sources.SUBSETS}
+  return {"config": c, "examples": examples, "sources": videos_of, "lists": lists, "base": base}
 
 
 def test_tfds_build_reads_every_record_as_its_listed_clip(tfds_ucf):
-  c, examples, sources = tfds_ucf["config"], tfds_ucf["examples"], tfds_ucf["sources"]
-  assert datasets.class_names(c) == ["Archery", "HandstandPushups", "YoYo"]
-  for subset in datasets.SUBSETS:
+  c, examples, videos_of = tfds_ucf["config"], tfds_ucf["examples"], tfds_ucf["sources"]
+  assert _classes(c) == ["Archery", "HandstandPushups", "YoYo"]
+  for subset in sources.SUBSETS:
     listed = ucf101.read_split(tfds_ucf["lists"], subset)
     got = examples[subset]
     assert sorted(_ids(got)) == sorted(_ids(listed))
@@ -542,9 +551,9 @@ def test_tfds_build_reads_every_record_as_its_listed_clip(tfds_ucf):
         (e.video_id, e.label, e.group) for e in listed}
     # Record order: every record is the clip of that name (frame counts differ).
     for e in got:
-      assert len(e.frames()) == len(_all_frames(sources[e.video_id])), e.video_id
+      assert len(e.frames()) == len(_all_frames(videos_of[e.video_id])), e.video_id
   assert "HandstandPushups/v_HandStandPushups_g10_c01" in _ids(examples["train"])
-  assert datasets.split_spec(c) == {"layout": "tfds_ucf101", "tfds_config": ""}
+  assert sources.split_spec(c) == {"layout": "tfds_ucf101", "tfds_config": ""}
 
 
 def test_tfds_records_served_in_any_order_from_threads(tfds_ucf):
@@ -591,13 +600,13 @@ def test_tfds_lists_that_do_not_match_the_records(tfds_ucf, tmp_path):
   _write(lists / "trainlist01.txt", "\n".join(train[:-1]) + "\n")
   c = _data(lists, layout="tfds_ucf101", tfds_data_dir=tfds_ucf["config"].tfds_data_dir)
   with pytest.raises(ValueError, match=r"'train' holds 5 records but .*trainlist01.txt lists 4"):
-    datasets.read_split(c, "train")
+    _clips(c, "train")
   # Same count, other names: the order by key hash puts clips of other classes first.
   _write(lists / "trainlist01.txt", "\n".join(train[:-2] + [
       "Archery/v_Archery_g20_c01.avi 1", "Archery/v_Archery_g21_c01.avi 1"]) + "\n")
   with pytest.raises(ValueError, match=r"record \d of 'train' is a \w+ clip, but the split "
                                        r"lists put .* there"):
-    for e in datasets.read_split(c, "train"):
+    for e in _clips(c, "train"):
       e.frames()
 
 
@@ -619,12 +628,12 @@ def test_tfds_config_errors(tfds_ucf, tmp_path, monkeypatch):
   with _offline():
     for kw, message in cases:
       with pytest.raises(ValueError, match=message):
-        datasets.read_split(_data(lists, layout="tfds_ucf101", **kw), "train")
-    _write(tmp_path / "manual" / datasets.TFDS_VIDEOS_ZIP)
-    monkeypatch.setattr(datasets.shutil, "which", lambda name: None)
+        _clips(_data(lists, layout="tfds_ucf101", **kw), "train")
+    _write(tmp_path / "manual" / tfds_ucf101.VIDEOS_ZIP)
+    monkeypatch.setattr(tfds_ucf101.shutil, "which", lambda name: None)
     with pytest.raises(ValueError, match=r"needs the ffmpeg program on PATH"):
-      datasets.read_split(_data(lists, layout="tfds_ucf101", tfds_data_dir=str(tmp_path),
+      _clips(_data(lists, layout="tfds_ucf101", tfds_data_dir=str(tmp_path),
                                 tfds_manual_dir=str(tmp_path / "manual")), "train")
     with pytest.raises(ValueError, match=r"no classInd\.txt\. With config\.data\.layout="
                                          r"'tfds_ucf101', config\.data\.root is the folder"):
-      datasets.read_split(_data(tmp_path, layout="tfds_ucf101", tfds_data_dir=built), "train")
+      _clips(_data(tmp_path, layout="tfds_ucf101", tfds_data_dir=built), "train")
