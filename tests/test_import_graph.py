@@ -1,5 +1,7 @@
 """Models are pure and mesh-free: nothing under videojax/models/ imports the modules
-that know of devices, data or training (the step decides the layout; STYLE.md habit 13)."""
+that know of devices, data or training (the step decides the layout; STYLE.md habit 13).
+No upward imports from data/: it imports no top-level videojax module but the leaves
+errors, files and platform."""
 import ast
 import pathlib
 import subprocess
@@ -8,6 +10,9 @@ import sys
 import videojax
 
 MODELS = pathlib.Path(videojax.__file__).parent / "models"
+DATA = pathlib.Path(videojax.__file__).parent / "data"
+# Top-level videojax modules that data/ may import: leaves that import nothing of videojax.
+DATA_MAY_IMPORT = ("videojax.errors", "videojax.files", "videojax.platform")
 FORBIDDEN = ("videojax.sharding", "videojax.data", "videojax.train")
 
 
@@ -51,3 +56,32 @@ def test_importing_the_models_loads_none_of_them():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        timeout=300)
   assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def _upward(names: set[str]) -> list[str]:
+  """The imports of videojax modules outside data/ other than DATA_MAY_IMPORT."""
+  out = []
+  for n in names:
+    if n == "videojax" or not n.startswith("videojax.") or n.startswith("videojax.data"):
+      continue
+    if not any(n == m or n.startswith(m + ".") for m in DATA_MAY_IMPORT):
+      out.append(n)
+  return sorted(out)
+
+
+def test_the_check_finds_an_upward_import(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("from videojax.extract import prefetch_map\nfrom videojax import errors, train\n"
+                 "import videojax.checkpoint\nfrom videojax.data.sources import base\n")
+  assert _upward(_imports(bad)) == ["videojax.checkpoint", "videojax.extract",
+                                    "videojax.extract.prefetch_map", "videojax.train"]
+
+
+def test_data_imports_nothing_above_it():
+  files = sorted(DATA.rglob("*.py"))
+  assert len(files) > 10
+  found = {str(f.relative_to(DATA)): _upward(_imports(f)) for f in files}
+  assert not {k: v for k, v in found.items() if v}, found
+  # No relative imports either (they could reach the same modules unseen by the check).
+  assert not [f.name for f in files for n in ast.walk(ast.parse(f.read_text()))
+              if isinstance(n, ast.ImportFrom) and n.level]
