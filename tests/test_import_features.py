@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import h5py
+import ml_collections
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ from configs import demo as demo_config
 from videojax import train
 from videojax.data import features as F
 from videojax.data import import_features as I
-from videojax.data import video
+from videojax.data import sources, video
 from videojax.data.sources import csv_lists
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -366,3 +367,41 @@ def test_rerun_after_the_list_grew_imports_the_new_clips_and_drops_stale_shards(
       F.shard_name("train", j, 3) for j in range(3)]
   _check_split(out, "train", arrays, 4, _ids((1, 2, 4)))
   assert any("stale shard" in s for s in said), said
+
+
+def test_csv_layout_and_csv_import_agree_on_classes_labels_and_groups(tmp_path):
+  """One CSV reader, one class order: the shards an import writes from CSV lists hold
+  the classes, labels and groups that the csv layout lists for extraction."""
+  (tmp_path / "train.csv").write_text(
+      "video_name,tag,group\nRun/srcA_clip1.avi,Run,\nJump/x.avi,Jump,street\n"
+      "Run/srcA_clip2.avi,Run,\nJump/y.avi,Jump,street\nJump/srcB_c01.avi,Jump,\n")
+  (tmp_path / "test.csv").write_text("video_name,tag\nRun/srcC_clip1.avi,Run\nJump/z.avi,Jump\n")
+  layout = sources.get(ml_collections.ConfigDict({
+      "layout": "csv", "root": str(tmp_path), "csv_train": "train.csv", "csv_test": "test.csv",
+      "csv_columns": ("video_name", "tag")}))
+  imported = I.make_source(train_csv=str(tmp_path / "train.csv"),
+                           test_csv=str(tmp_path / "test.csv"))
+  assert layout.class_names() == imported.class_names() == CLASSES
+  for i, vid in enumerate(["Run/srcA_clip1", "Jump/x", "Run/srcA_clip2", "Jump/y",
+                           "Jump/srcB_c01", "Run/srcC_clip1", "Jump/z"]):
+    _save(tmp_path / "src" / vid, _arr(i, 3), "npy")
+  I.import_features(tmp_path / "src", tmp_path / "out", source=imported, num_frames=2, **QUIET)
+  want_groups = {"train": ["Run/srcA", "street", "Run/srcA", "street", "Jump/srcB"],
+                 "test": ["Run/srcC", ""]}
+  for split in sources.SUBSETS:
+    listed = [(e.video_id, e.label, e.group) for e in layout.clips(split)]
+    assert listed == [(e.video_id, e.label, e.group) for e in imported.clips(split)]
+    assert [g for _, _, g in listed] == want_groups[split]
+    index, _ = F.read_index(tmp_path / "out", split)
+    assert index.class_names == CLASSES
+    assert sorted(zip(index.video_ids, index.labels.tolist(), index.groups)) == sorted(listed)
+
+
+def test_csv_import_takes_its_classes_from_the_train_rows(tmp_path):
+  (tmp_path / "train.csv").write_text("video_name,tag\na.avi,Run\n")
+  (tmp_path / "test.csv").write_text("video_name,tag\nb.avi,Jump\n")
+  source = I.make_source(train_csv=str(tmp_path / "train.csv"),
+                         test_csv=str(tmp_path / "test.csv"))
+  assert source.class_names() == ["Run"]
+  with pytest.raises(ValueError, match=r"test.csv:2: label 'Jump' does not occur in .*train.csv"):
+    source.clips("test")

@@ -59,6 +59,50 @@ def test_unknown_layout_names_key_and_accepted_values(tmp_path):
     _clips(_data(tmp_path, layout="kinetics"), "train")
 
 
+def _tiny_dataset(root: pathlib.Path, layout: str) -> ml_collections.ConfigDict:
+  """A few listed clips of two classes in `layout` (video files are not needed to list them)."""
+  if layout == "ucf101":
+    _write(root / "classInd.txt", "1 Jump\n2 Run\n")
+    _write(root / "trainlist01.txt", "Jump/v_Jump_g01_c01.avi 1\nRun/v_Run_g02_c01.avi 2\n")
+    _write(root / "testlist01.txt", "Jump/v_Jump_g03_c01.avi\nRun/v_Run_g04_c01.avi\n")
+  elif layout == "hmdb51":
+    _hmdb(root)
+  elif layout == "folders":
+    for sub, name in [("train", "Jump/a_c1.avi"), ("train", "Run/b_c1.avi"),
+                      ("test", "Jump/c_c1.avi"), ("test", "Run/d_c1.avi")]:
+      _write(root / sub / name)
+  elif layout == "csv":
+    _write(root / "train.csv", "video_name,tag\nsrcA_clip1.avi,Run\nsrcB_clip1.avi,Jump\n")
+    _write(root / "test.csv", "video_name,tag\nsrcC_clip1.avi,Jump\n")
+  return _data(root, layout=layout)
+
+
+@pytest.mark.parametrize("layout", [n for n in sources.LAYOUTS if n != "tfds_ucf101"])
+def test_every_source_yields_clips_with_label_group_and_subset(tmp_path, layout):
+  """tfds_ucf101 needs a tfds build: test_tfds_build_reads_every_record_as_its_listed_clip."""
+  source = sources.get(_tiny_dataset(tmp_path, layout))
+  assert isinstance(source, sources.Source) and source.name == layout
+  names = source.class_names()
+  assert len(names) == 2 and len(set(names)) == 2
+  for subset in sources.SUBSETS:
+    clips = source.clips(subset)
+    assert clips and all(isinstance(e, sources.Clip) for e in clips)
+    assert all(0 <= e.label < len(names) and e.video_id and e.group for e in clips), clips
+    assert len({e.video_id for e in clips}) == len(clips)
+    # Groups from the names alone agree with the listed ones (no group column here).
+    assert [source.group_of(e.video_id) for e in clips] == [e.group for e in clips]
+  assert sources.split_spec(source.config) == source.spec()
+  with pytest.raises(ValueError, match="subset must be one of"):
+    source.clips("val")
+
+
+def test_class_order_is_sorted_names_of_the_train_rows(tmp_path):
+  assert sources.class_order(["9", "10", "b", "B", "9"]) == ["10", "9", "B", "b"]
+  _write(tmp_path / "train.csv", "video_name,tag\nx.avi,b\ny.avi,10\nz.avi,B\nw.avi,9\n")
+  _write(tmp_path / "test.csv", "video_name,tag\nv.avi,10\n")
+  assert _classes(_data(tmp_path, layout="csv")) == ["10", "9", "B", "b"]
+
+
 def test_ucf101_layout_is_the_ucf101_reader(shared_data):
   root = shared_data / "weizmann4"
   c = _data(root)
