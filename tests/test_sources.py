@@ -410,6 +410,21 @@ def test_csv_errors_name_file_and_line(tmp_path, train_csv, test_csv, message):
       _clips(_data(tmp_path, layout="csv"), subset)
 
 
+def test_csv_one_file_with_a_split_column(tmp_path):
+  _write(tmp_path / "all.csv", "Video,Label,Subset,Group\na.avi,x,train,g1\nb.avi,y,test,\n"
+                               "c.avi,y,train,\n")
+  c = _data(tmp_path, layout="csv", csv_train="all.csv", csv_test="all.csv", csv_columns=("", ""))
+  c.csv_split_column = "subset"
+  assert _classes(c) == ["x", "y"]
+  assert [(e.video_id, e.label, e.group) for e in _clips(c, "train")] == [("a", 0, "g1"),
+                                                                          ("c", 1, "")]
+  assert _ids(_clips(c, "test")) == ["b"]
+  assert sources.split_spec(c) == {"layout": "csv", "csv_split_column": "subset"}
+  _write(tmp_path / "all.csv", "video,label,subset\na.avi,x,train\nb.avi,y,val\n")
+  with pytest.raises(ValueError, match=r"all.csv:3: split 'val'; expected one of train, test"):
+    _clips(c, "train")
+
+
 def test_csv_missing_file_names_the_key(tmp_path):
   with pytest.raises(ValueError, match=r"train.csv: file not found \(config\.data\.csv_train="):
     _classes(_data(tmp_path, layout="csv"))

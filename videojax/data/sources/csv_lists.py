@@ -107,8 +107,7 @@ def read_csv(path: pathlib.Path, *, video_column: str | None = None,
   reader = csv.reader(read_text(path).splitlines())
   rows: list[Row] = []
   where = None  # cells of video, label, group, split
-  group_name, headerless = None, False
-  used_groups = False
+  group_name, headerless, used_groups = None, False, False
   first_line: dict[str, int] = {}
   for cells in reader:
     lineno = reader.line_num
@@ -129,11 +128,9 @@ def read_csv(path: pathlib.Path, *, video_column: str | None = None,
         continue
       looks_like_header = len(cells) == 2 and not pathlib.PurePath(cells[0]).suffix
       if looks_like_header or group_column or split_column:
-        what, given, cand = (("video", video_column, VIDEO_COLUMNS) if vi is None else
-                             ("label", label_column, LABEL_COLUMNS) if li is None else
-                             ("group", group_column, GROUP_COLUMNS) if group_column else
-                             ("split", split_column, ()))
-        raise _lacks(path, lineno, cells, what, given, cand)
+        if vi is None:
+          raise _lacks(path, lineno, cells, "video", video_column, VIDEO_COLUMNS)
+        raise _lacks(path, lineno, cells, "label", label_column, LABEL_COLUMNS)
       where, headerless = (0, 1, None, None), True  # No header: '<video>,<label>' rows.
     vi, li, gi, si = where
     if headerless and len(cells) != 2:
