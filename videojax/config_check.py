@@ -122,7 +122,6 @@ def _check_extract(c: _Checker) -> None:
     c.path_set(key)
   c.name("extract.frames", FRAMES, default=FRAMES[0])
   if c.get("extract.frames", FRAMES[0]) == "pixels":  # backbone, weights, seed: not read
-
     c.check("extract.pooling", lambda v: v == "avg",
             "extract.frames=pixels stores whole frames and pools nothing; set "
             "config.extract.pooling=avg (its default) or use a backbone's grid features")
