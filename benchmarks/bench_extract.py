@@ -80,7 +80,7 @@ def main(argv):
   variables = models.load_backbone_variables(_BACKBONE.value, module, _WEIGHTS.value,
                                              image_size=size)
   embed = extract.make_embed_fn(_BACKBONE.value, module, variables, mesh)
-  width = models.backbone_feature_dim(_BACKBONE.value, image_size=size)
+  width = models.backbone_feature_dim(_BACKBONE.value)
   rng = np.random.default_rng(0)
 
   # Model only: the jitted, sharded backbone on a fixed batch.

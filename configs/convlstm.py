@@ -23,9 +23,10 @@ Differs:
   - training: batch 16 instead of 4; 50 epochs keeping the best validation epoch, where
     the tutorial trains up to 50 with early stopping (patience 10).
 
-Frames are extracted like CNN features, by the parameter-free "pixels" backbone: each
-frame is stored as f16[64*64*3], so UCF-101 at 20 frames takes about 6.5 GB before gzip,
-and training holds it in memory. normalize_features is off, as the tutorial feeds
+Frames are stored as they are (extract.frames = "pixels": no backbone; extract.backbone,
+weights and seed are not read): each frame as f16[64*64*3] in [0, 1], so UCF-101 at 20
+frames takes about 6.5 GB before gzip, and training holds it in memory; the trainer gives
+the ConvLSTM each frame as f32[64, 64, 3]. normalize_features is off, as the tutorial feeds
 frames / 255 as they are.
 
 Use:  python scripts/extract_features.py --config configs/convlstm.py \
@@ -40,9 +41,7 @@ from configs import default
 
 def get_config():
   c = default.get_config()
-  c.extract.backbone = "pixels"
-  c.extract.weights = "random-init"  # pixels has no weights; it accepts only this
-  c.extract.pooling = "avg"          # the default; pixels pools nothing and ignores it
+  c.extract.frames = "pixels"
   c.extract.image_size = 64
   c.extract.num_frames = 20
   c.model.name = "convlstm"

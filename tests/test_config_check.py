@@ -49,6 +49,22 @@ def test_every_bad_key_is_listed_in_one_message():
   assert "config.extract.backbone='foo': one of resnet18," in str(extract_error.value)
 
 
+def test_extract_frames():
+  c = default.get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  c.extract.frames = "raw"
+  with pytest.raises(ConfigError, match=r"^1 bad .*config\.extract\.frames='raw': one of "
+                     "features, pixels$"):
+    validate(c, "extract")
+  # Raw frames need no backbone: its keys are not read; but pooling cannot be had.
+  c.extract.frames, c.extract.backbone, c.extract.pooling = "pixels", "foo", "grid"
+  with pytest.raises(ConfigError, match=r"^1 bad .*config\.extract\.pooling='grid': "
+                     r"extract\.frames=pixels stores whole frames and pools nothing"):
+    validate(c, "extract")
+  c.extract.pooling = "avg"
+  validate(c, "extract")
+
+
 def test_names_and_files_of_the_other_engineers_keys(tmp_path):
   c = _config(tmp_path)
   c.train.best_metric, c.train.best_mode = "val_loss", "min"

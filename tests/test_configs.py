@@ -18,13 +18,13 @@ def test_config_builds_its_model(name):
   c = importlib.import_module(f"configs.{name}").get_config()
   assert c.extract.backbone in models.BACKBONE_NAMES
   assert c.model.name in models.MODEL_NAMES
-  d = models.backbone_feature_dim(c.extract.backbone, c.extract.pooling, c.extract.grid_size,
-                                 c.extract.image_size)
-  train.check_model_fits_features(c, extract.extraction_spec(c))
+  d = (c.extract.image_size ** 2 * 3 if c.extract.frames == "pixels" else
+       models.backbone_feature_dim(c.extract.backbone, c.extract.pooling, c.extract.grid_size))
+  frame = train.model_frame_shape(c, extract.extraction_spec(c), d)
   model = models.create_model(c.model.name, 5, **train.model_kwargs(c))
   t = c.extract.num_frames
   out = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.key(0), jnp.zeros((2, t, d)), jnp.ones((2, t), bool), train=False)[0])
+      jax.random.key(0), jnp.zeros((2, t, *frame)), jnp.ones((2, t), bool), train=False)[0])
   assert out.shape == (2, 5)
 
 
@@ -48,5 +48,5 @@ def test_bilstm_attention_mirrors_the_issue():
 
 def test_convlstm_mirrors_the_tutorial_input():
   c = importlib.import_module("configs.convlstm").get_config()
-  assert (c.extract.backbone, c.extract.image_size, c.extract.num_frames) == ("pixels", 64, 20)
+  assert (c.extract.frames, c.extract.image_size, c.extract.num_frames) == ("pixels", 64, 20)
   assert c.model.name == "convlstm" and not c.train.normalize_features

@@ -13,8 +13,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from videojax.models import create_model  # noqa: E402
-from videojax.models.convlstm import ConvLSTM, grid_to_maps  # noqa: E402
+from videojax.models import (  # noqa: E402
+    apply_to_flat, create_model, feature_frame_shape)
+from videojax.models.convlstm import ConvLSTM  # noqa: E402
 from videojax.models.pooling import adaptive_avg_pool, pool  # noqa: E402
 
 ATOL = 1e-5  # fp32 against other fp32 implementations, and sums of grads.
@@ -166,24 +167,37 @@ def test_padding_gives_same_gradients():
 
 
 def test_grid_features_equal_their_maps():
-  # The backbones' 'grid' pooling flattens cells (row, column, channel);
-  # grid_to_maps must undo exactly that.
+  # The backbones' 'grid' pooling flattens cells (row, column, channel); the
+  # layout the spec records must undo exactly that.
   fmap = np.random.default_rng(3).normal(size=(B * T, 4, 4, 5))
   fmap = fmap.astype(np.float32)
   flat = np.asarray(pool(fmap, 'grid', 2)).reshape(B, T, -1)
+  shape = feature_frame_shape({'pooling': 'grid', 'grid_size': 2}, flat.shape[-1])
+  assert shape == (2, 2, 5)
   np.testing.assert_array_equal(
-      grid_to_maps(flat, 2).reshape(B * T, 2, 2, 5),
-      adaptive_avg_pool(fmap, 2))
+      flat.reshape(B * T, *shape), adaptive_avg_pool(fmap, 2))
 
-  model = create_model('convlstm_features', 3, grid_size=2, channels=4,
-                       filters=(4,))
+  model = create_model('convlstm_features', 3, channels=4, filters=(4,))
   maps = flat.reshape(B, T, 2, 2, 5)
   mask = np.arange(T)[None, :] < LENGTHS[:, None]
   params = jax.jit(functools.partial(model.init, train=False))(
-      jax.random.key(0), flat, mask)
+      jax.random.key(0), maps, mask)
   apply = jax.jit(functools.partial(model.apply, train=False))
-  np.testing.assert_array_equal(apply(params, flat, mask),
+  flat_apply = jax.jit(functools.partial(apply_to_flat(model, shape), train=False))
+  np.testing.assert_array_equal(flat_apply(params, flat, mask),
                                 apply(params, maps, mask))
+
+
+def test_the_two_names_are_one_model():
+  # convlstm_features is convlstm with other defaults: same params, same logits.
+  x, mask, _ = _data()
+  feats = create_model('convlstm_features', 3)
+  same = create_model('convlstm', 3, channels=32, filters=(16,), pool=1)
+  params = jax.jit(functools.partial(feats.init, train=False))(jax.random.key(0), x, mask)
+  assert jax.tree.structure(params) == jax.tree.structure(
+      jax.eval_shape(functools.partial(same.init, train=False), jax.random.key(0), x, mask))
+  np.testing.assert_array_equal(feats.apply(params, x, mask, train=False),
+                                same.apply(params, x, mask, train=False))
 
 
 def test_bad_shapes_raise():
@@ -191,11 +205,11 @@ def test_bad_shapes_raise():
   with pytest.raises(ValueError, match=r'\(4, 5, 6, 6, 3\).*\(4, 4\)'):
     ConvLSTM(F).apply({'params': w}, x, mask[:, :4])
   frames = create_model('convlstm', 3)
-  feats = create_model('convlstm_features', 3, grid_size=3)
+  feats = create_model('convlstm_features', 3)
   apply = lambda m, x, mask: jax.eval_shape(
       lambda: m.init(jax.random.key(0), x, mask, train=False))
-  # 3-D input must be pixels features, whole frames flattened: d = s*s*3.
-  with pytest.raises(ValueError, match=r'\(4, 5, 8\).*d=8.*config\.extract\.backbone=pixels'):
+  # Flat features are the trainer's to unflatten (models.model_frame_shape).
+  with pytest.raises(ValueError, match=r'\(4, 5, 8\).*model_frame_shape'):
     apply(frames, np.zeros((B, T, 8)), mask)
   with pytest.raises(ValueError, match=r'f32\[b, t, h, w, c\].*\(4, 5, 6, 6\)'):
     apply(frames, x[..., 0], mask)
@@ -203,5 +217,5 @@ def test_bad_shapes_raise():
     apply(frames, x, mask[:, :4])
   with pytest.raises(ValueError, match=r'\(4, 5, 6, 6\).*\(4, 5\)'):
     apply(feats, x[..., 0], mask)
-  with pytest.raises(ValueError, match=r'd=8 .*\(4, 5, 8\).*grid_size=3'):
-    apply(feats, np.zeros((B, T, 8)), mask)
+  with pytest.raises(ValueError, match=r'd=8 are not frames of shape \(3, 3, 0\)'):
+    feature_frame_shape({'pooling': 'grid', 'grid_size': 3}, 8)

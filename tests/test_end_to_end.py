@@ -235,17 +235,12 @@ def test_predict_script(tiny, runs, tmp_path):
   assert f"{bad}: error:" in out.stdout
 
 
-def test_convlstm_features_must_match_the_extracted_grid(tiny, tmp_path):
+def test_convlstm_features_reads_the_extracted_grid(tiny, tmp_path):
   c = copy.deepcopy(tiny["config"])
+  assert (c.extract.pooling, c.extract.grid_size) == ("grid", 2)
+  # The map's layout (2, 2, c) comes from the features' spec: no grid_size to keep equal.
+  assert "grid_size" not in c.model.convlstm_features
   c.model.name = "convlstm_features"
-  c.model.convlstm_features.grid_size = 3
-  with pytest.raises(ValueError, match="grid_size=3 .*pooling='grid', grid_size=2"):
-    train.train_and_evaluate(c, str(tmp_path / "run"), echo=lambda *_: None)
-  c.model.name = "convlstm"
-  with pytest.raises(ValueError, match="raw frames"):
-    train.train_and_evaluate(c, str(tmp_path / "run"), echo=lambda *_: None)
-  c.model.name = "convlstm_features"
-  c.model.convlstm_features.grid_size = 2
   c.train.num_epochs = 1
   result = train.train_and_evaluate(c, str(tmp_path / "run2"), echo=lambda *_: None)
   assert np.asarray(result["confusion"]).sum() == result["num_examples"]

@@ -1,6 +1,6 @@
 """Resumed extraction after the clip list changed, and repair of a damaged shard, on real videos.
 
-The 'pixels' backbone (the frames themselves) keeps extraction fast on CPU.
+Storing the frames themselves (extract.frames=pixels, no backbone) keeps extraction fast on CPU.
 """
 import hashlib
 import os
@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _extract_config(root, features_dir):
   c = default.get_config()
   c.data.root, c.data.features_dir = str(root), str(features_dir)
-  c.extract.backbone, c.extract.weights, c.extract.pooling = "pixels", "random-init", "avg"
+  c.extract.frames = "pixels"
   c.extract.image_size, c.extract.num_frames = 8, 4
   c.extract.shard_size, c.extract.batch_size = 2, 8
   c.extract.num_workers, c.extract.num_devices = 1, 1

@@ -1,4 +1,4 @@
-"""The 'pixels' backbone, and the end-to-end ConvLSTM trained on what it stores."""
+"""Raw frames as features (config.extract.frames=pixels), and the ConvLSTM trained on them."""
 import copy
 import functools
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import convlstm as convlstm_config
-from videojax import extract, models, train
+from videojax import config_check, extract, models, train
 from videojax.data import features as F
 from videojax.data import synthetic
 from videojax.data.sources import ucf101
@@ -17,18 +17,16 @@ B, T, S = 2, 5, 8
 LENGTHS = np.array([5, 3])
 
 
-def test_pixels_backbone_gives_the_frames_over_255():
+def test_pixels_are_the_frames_over_255():
   frames = np.random.default_rng(0).integers(0, 256, (B, S, S, 3), np.uint8)
   frames.flat[:256] = np.arange(256)  # Every level.
-  module = models.create_backbone("pixels")
-  variables = models.load_backbone_variables("pixels", module, "random-init", image_size=S)
-  assert variables == {}
-  out = np.asarray(jax.jit(lambda f: module.apply(
-      variables, models.preprocess_frames("pixels", f)))(frames))
+  out = extract.pixels(frames)
   exact = frames.reshape(B, -1) / 255  # float64, row-major (h, w, c).
   assert out.dtype == np.float32
-  assert out.shape == (B, models.backbone_feature_dim("pixels", image_size=S)) == (B, S * S * 3)
+  assert out.shape == (B, S * S * 3)
   # Bit for bit frames * float32(1/255): what XLA computes for frames / 255.
+  np.testing.assert_array_equal(
+      out, np.asarray(jax.jit(lambda f: f * np.float32(1 / 255))(frames)).reshape(B, -1))
   np.testing.assert_array_equal(out, (frames * np.float32(1 / 255)).reshape(B, -1))
   np.testing.assert_allclose(out, exact, rtol=2**-22, atol=0)  # Within float32 rounding.
   # Stored as float16: exactly float16(k / 255), within 2^-11 relative, and every level
@@ -39,15 +37,24 @@ def test_pixels_backbone_gives_the_frames_over_255():
   np.testing.assert_array_equal(np.round(stored.astype(np.float64) * 255), frames.reshape(B, -1))
 
 
-def test_pixels_refuses_weights_pooling_and_a_missing_size():
-  with pytest.raises(ValueError, match=r"config\.extract\.weights='imagenet'.*random-init"):
-    models.backbone_weights_path("pixels", "imagenet")
-  with pytest.raises(ValueError, match=r"config\.extract\.pooling='grid'.*pools nothing"):
-    models.backbone_feature_dim("pixels", "grid", 2, image_size=S)
-  with pytest.raises(ValueError, match=r"config\.extract\.pooling='grid'"):
-    models.create_backbone("pixels", pooling="grid", grid_size=2)
-  with pytest.raises(ValueError, match="pass image_size"):
-    models.backbone_feature_dim("pixels")
+def test_pixels_is_a_data_option_not_a_backbone():
+  assert "pixels" not in models.BACKBONE_NAMES
+  with pytest.raises(ValueError, match="unknown backbone 'pixels'"):
+    models.create_backbone("pixels")
+  c = convlstm_config.get_config()
+  spec = extract.extraction_spec(c)
+  # No backbone keys: nothing of a backbone made these features.
+  assert spec["frames"] == "pixels" and not {"backbone", "weights", "seed", "pooling"} & set(spec)
+  c.extract.pooling = "grid"
+  c.data.root = c.data.features_dir = "/unused"
+  with pytest.raises(config_check.ConfigError, match=r"config\.extract\.pooling='grid'.*pools "
+                     "nothing"):
+    config_check.validate(c, "extract")
+  # Features of the removed 'pixels' backbone: refused, saying to re-extract.
+  old = {"backbone": "pixels", "weights": "random-init", "pooling": "avg", "image_size": S}
+  with pytest.raises(ValueError, match=r"removed 'pixels' backbone; re-extract.*"
+                     r"extract\.frames=pixels"):
+    models.feature_frame_shape(old, S * S * 3)
 
 
 def test_convlstm_reads_pixels_features_as_frames():
@@ -58,31 +65,42 @@ def test_convlstm_reads_pixels_features_as_frames():
   mask = np.arange(T)[None, :] < LENGTHS[:, None]
   frames[~mask] = 0
   flat = frames.reshape(B, T, -1)
+  spec = {"frames": "pixels", "image_size": S}
+  shape = models.model_frame_shape("convlstm", models.feature_frame_shape(spec, S * S * 3))
+  assert shape == (S, S, 3)
   # An 'rbg' key: threefry inits take XLA seconds per shape to compile on CPU.
   params = jax.jit(functools.partial(model.init, train=False))(
-      jax.random.key(0, impl="rbg"), flat, mask)
+      jax.random.key(0, impl="rbg"), frames, mask)
   apply = jax.jit(functools.partial(model.apply, train=False))
+  flat_apply = jax.jit(functools.partial(models.apply_to_flat(model, shape), train=False))
   want = np.asarray(apply(params, frames, mask))
   # Tolerance 0: the same params on the same numbers, only reshaped.
-  np.testing.assert_array_equal(apply(params, flat, mask), want)
+  np.testing.assert_array_equal(flat_apply(params, flat, mask), want)
   swapped = np.asarray(apply(params, frames.transpose(0, 1, 3, 2, 4), mask))
   assert np.abs(swapped - want).min() > 1e-6
   # NaN in the padding of the flat features changes nothing (the masked scan).
   flat[~mask] = np.nan
-  np.testing.assert_array_equal(apply(params, flat, mask), want)
-  with pytest.raises(ValueError, match=r"\(2, 5, 8\).*d=8.*config\.extract\.backbone=pixels"):
+  np.testing.assert_array_equal(flat_apply(params, flat, mask), want)
+  # The model itself takes maps only: flat features must be unflattened first.
+  with pytest.raises(ValueError, match=r"\(2, 5, 8\).*model_frame_shape"):
     jax.eval_shape(lambda: model.apply(params, np.zeros((B, T, 8)), mask, train=False))
 
 
-def test_convlstm_trains_only_on_pixels_features():
+def test_convlstm_needs_a_map_per_frame():
   c = convlstm_config.get_config()
   spec = extract.extraction_spec(c)
-  assert spec["backbone"] == "pixels"
-  train.check_model_fits_features(c, spec)
-  with pytest.raises(ValueError, match=r"config\.extract\.backbone='efficientnet_lite0'"):
-    train.check_model_fits_features(c, {**spec, "backbone": "efficientnet_lite0"})
-  c.model.name = "gru"  # Other models may read pixels (if rarely usefully).
-  train.check_model_fits_features(c, spec)
+  d = 64 * 64 * 3
+  assert train.model_frame_shape(c, spec, d) == (64, 64, 3)
+  cnn = {"backbone": "efficientnet_lite0", "pooling": "avg", "image_size": 64}
+  with pytest.raises(ValueError, match=r"^convlstm reads a spatial map per frame, but these "
+                     r"features are f32\[1280\] per frame; extract with "
+                     r"config\.extract\.pooling=grid or config\.extract\.frames=pixels$"):
+    train.model_frame_shape(c, cnn, 1280)
+  grid = {**cnn, "pooling": "grid", "grid_size": 2}
+  assert train.model_frame_shape(c, grid, 4 * 1280) == (2, 2, 1280)
+  c.model.name = "gru"  # Other models read flat vectors, pixels included (if rarely usefully).
+  assert train.model_frame_shape(c, spec, d) == (d,)
+  assert train.model_frame_shape(c, grid, 4 * 1280) == (4 * 1280,)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +153,17 @@ def test_convlstm_trains_end_to_end(pixels_run):
   assert saved["model"] == "convlstm"
   assert 0.0 <= saved["accuracy"] <= 1.0
   assert saved["accuracy"] == pixels_run["results"]["accuracy"]
+
+
+def test_predict_embeds_raw_frames(pixels_run):
+  from videojax.predict import Predictor
+  predictor = Predictor(pixels_run["base"] / "run")  # No backbone file to load.
+  fs = F.load_split(pixels_run["config"].data.features_dir, "test")
+  example = next(e for e in ucf101.read_split(pixels_run["root"], "test")
+                 if e.video_id == fs.video_ids[0])
+  probs = predictor.probabilities(example.path)
+  # The same frames as extraction stored, through the run's model.
+  mask = np.arange(fs.num_frames) < fs.lengths[0]
+  want = np.asarray(predictor._apply(fs.features[:1].astype(np.float32), mask[None]))[0]
+  assert probs.shape == (len(predictor.class_names),)
+  np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-7)

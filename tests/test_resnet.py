@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videojax.models import (BACKBONE_NAMES, backbone_feature_dim,
+from videojax.models import (BACKBONE_NAMES, backbone_feature_dim, backbones,
                              create_backbone)
 from videojax.models.pooling import adaptive_avg_pool
 from videojax.models.resnet import preprocess
@@ -36,8 +36,7 @@ def _resnet18():
   return variables, features
 
 
-# pixels has no maps to pool; tests/test_pixels.py covers it.
-@pytest.mark.parametrize('name', [n for n in BACKBONE_NAMES if n != 'pixels'])
+@pytest.mark.parametrize('name', BACKBONE_NAMES)
 @pytest.mark.parametrize('pooling', ['avg', 'grid'])
 def test_output_shapes_without_compiling(name, pooling):
   model = create_backbone(name, pooling=pooling, grid_size=3)
@@ -48,6 +47,7 @@ def test_output_shapes_without_compiling(name, pooling):
       name, 1280 if name.startswith('efficientnet') else 2048)
   want = d if pooling == 'avg' else d * 9
   assert backbone_feature_dim(name, pooling, grid_size=3) == want
+  assert backbones.get(name).width == model.feature_width == d  # The spec's width.
   assert out.shape == (N, want) and out.dtype == jnp.float32
   assert set(variables) == {'params', 'batch_stats'}
 

@@ -19,6 +19,9 @@ import ml_collections
 
 STAGES = ("extract", "train")
 POOLINGS = ("avg", "grid")
+# config.extract.frames: what extraction stores per frame: a backbone's features, or the
+# frame itself (resized, in [0, 1], flattened) for models that learn from raw frames.
+FRAMES = ("features", "pixels")
 _MISSING = object()
 
 
@@ -117,10 +120,16 @@ def _check_extract(c: _Checker) -> None:
 
   for key in ("data.root", "data.features_dir"):
     c.path_set(key)
-  backbone_ok = c.name("extract.backbone", models.BACKBONE_NAMES)
-  pooling_ok = c.name("extract.pooling", POOLINGS)
-  if not pooling_ok and c.problems[-1].startswith("config.extract.pooling="):
-    c.problems[-1] += " (for whole feature maps use grid with grid_size = image_size / 32)"
+  c.name("extract.frames", FRAMES, default=FRAMES[0])
+  if c.get("extract.frames", FRAMES[0]) == "pixels":  # backbone, weights, seed: not read
+    c.check("extract.pooling", lambda v: v == "avg",
+            "extract.frames=pixels stores whole frames and pools nothing; set "
+            "config.extract.pooling=avg (its default) or use a backbone's grid features")
+  else:
+    c.name("extract.backbone", models.BACKBONE_NAMES)
+    if not c.name("extract.pooling", POOLINGS) and c.problems[-1].startswith(
+        "config.extract.pooling="):
+      c.problems[-1] += " (for whole feature maps use grid with grid_size = image_size / 32)"
   c.name("extract.crop", video.CROPS, default="center")
   for key in ("extract.num_frames", "extract.image_size", "extract.grid_size",
               "extract.batch_size", "extract.shard_size", "extract.num_workers"):
@@ -130,15 +139,6 @@ def _check_extract(c: _Checker) -> None:
           and all(_is_number(s) and s > 0 for s in v),
           "one or more positive scales, e.g. (1.0,) or (1.0, 0.85, 1.15)")
   _device_count(c, "extract.num_devices", jax.local_device_count())
-  size, grid = c.get("extract.image_size"), c.get("extract.grid_size")
-  if backbone_ok and pooling_ok and _is_int(size) and size >= 1 and _is_int(grid) and grid >= 1:
-    try:  # What a backbone cannot do, e.g. grid pooling of raw pixels.
-      models.backbone_feature_dim(c.get("extract.backbone"), c.get("extract.pooling"), grid, size)
-    except ValueError as e:
-      message = str(e)  # It names the key itself, or names none (then name it here).
-      if "config.extract.pooling" not in message:
-        message = f"config.extract.pooling={c.get('extract.pooling')!r}: {message}"
-      c.problems.append(message)
 
 
 def _check_train(c: _Checker) -> None:

@@ -40,21 +40,31 @@ SPLITS = ("train", "test")
 
 
 def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The settings that determine the features; their hash marks every shard."""
+  """The settings that determine the features; their hash marks every shard.
+
+  Keys are added only where they differ from the settings of older feature
+  dirs, so that those keep their hash: e.g. `frames` only for 'pixels', whose
+  spec has no backbone keys at all.
+  """
   e = config.extract
-  spec = {"format_version": features_lib.FORMAT_VERSION, "backbone": e.backbone,
-          "weights": e.weights, "seed": e.seed, "pooling": e.pooling,
-          "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split,
-          **sources.split_spec(config.data)}
-  if e.pooling == "grid":
+  pixels = e.get("frames", "features") == "pixels"
+  spec = {"format_version": features_lib.FORMAT_VERSION}
+  if pixels:
+    spec["frames"] = "pixels"
+  else:
+    spec.update(backbone=e.backbone, weights=e.weights, seed=e.seed, pooling=e.pooling)
+  spec.update(num_frames=e.num_frames, image_size=e.image_size, split=config.data.split,
+              **sources.split_spec(config.data))
+  if e.pooling == "grid" and not pixels:
     spec["grid_size"] = e.grid_size
   if e.get("crop", "center") != "center":  # Absent for the default: older hashes hold.
     spec["crop"] = e.crop
   if tuple(e.temporal_scales) != (1.0,):
     spec["temporal_scales"] = [float(v) for v in e.temporal_scales]
-  path = models.backbone_weights_path(e.backbone, e.weights)
-  if path is not None:  # Another file under the same name gives other features.
-    spec["weights_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+  if not pixels:
+    path = models.backbone_weights_path(e.backbone, e.weights)
+    if path is not None:  # Another file under the same name gives other features.
+      spec["weights_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
   return spec
 
 
@@ -115,6 +125,40 @@ def make_embed_fn(backbone: str, module, variables,
 
   embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data)
   return lambda frames: np.asarray(embed(variables, jax.device_put(frames, data)))
+
+
+def pixels(frames: np.ndarray) -> np.ndarray:
+  """Frames u8[n, s, s, 3] as features f32[n, s*s*3]: frames * float32(1 / 255), flattened.
+
+  What config.extract.frames=pixels stores, for models that learn from raw frames
+  (the ConvLSTM): each frame in (row, column, channel) order, as a grid's cells are.
+  Within an ulp of frames / 255, and equal to it once rounded to float16; NumPy's
+  product is the one XLA computes for a division by 255.
+
+  float16 storage is exact enough: the values are k / 255, and the nonzero ones
+  (>= 1/255) lie in float16's normal range (>= 2^-14), where rounding errs by at
+  most 2^-11 relative, 2^-12 absolute below 1: a sixteenth of the 1/255 step
+  between levels, so round(255 x) gives back every u8 level (one temporal scale;
+  several average their frames).
+  """
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"pixels: expected RGB frames u8[n, s, s, 3]; got {frames.shape}")
+  return (frames * np.float32(1 / 255)).reshape(len(frames), -1)
+
+
+def frame_encoder(spec: dict[str, Any], features_dir: pathlib.Path,
+                  mesh: Mesh) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+  """(frames u8[n, s, s, 3] -> features f32[n, d], d) for features made with `spec`.
+
+  Raw frames (spec frames='pixels') need no backbone; otherwise the backbone is
+  loaded or initialised and saved beside the features (`load_or_init_backbone`).
+  """
+  if spec.get("frames") == "pixels":
+    return pixels, spec["image_size"] ** 2 * 3
+  module, variables = load_or_init_backbone(spec, features_dir)
+  dim = models.backbone_feature_dim(spec["backbone"], spec["pooling"], spec.get("grid_size", 2))
+  return make_embed_fn(spec["backbone"], module, variables, mesh), dim
 
 
 class FramePacker:
@@ -234,8 +278,6 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
     FeatureError: a features_dir made with other settings.
   """
   config_check.validate(config, "extract")  # Before anything is written (spec.json).
-  feature_dim = models.backbone_feature_dim(config.extract.backbone, config.extract.pooling,
-                                            config.extract.grid_size, config.extract.image_size)
   if not 0 <= worker < num_workers:
     raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
   features_dir = pathlib.Path(config.data.features_dir)
@@ -245,11 +287,10 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   spec = extraction_spec(config)
   features_lib.check_spec_file(features_dir, spec, class_names)
 
-  module, variables = load_or_init_backbone(spec, features_dir)
   mesh = sharding.make_mesh(config.extract.num_devices, local=True)
   n_dev = mesh.devices.size
   batch_size = math.ceil(config.extract.batch_size / n_dev) * n_dev
-  embed = make_embed_fn(spec["backbone"], module, variables, mesh)
+  embed, feature_dim = frame_encoder(spec, features_dir, mesh)
   size = config.extract.shard_size
 
   todo, skipped, counts = [], 0, {}
@@ -261,8 +302,8 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
     counts[split] = features_lib.shard_count(len(examples), size)
 
   echo(f"Extracting {sum(len(e) for _, e in todo)} clips in {len(todo)} shards "
-       f"({skipped} shards already complete) with {spec['backbone']} on {n_dev} device(s) "
-       f"into {features_dir}")
+       f"({skipped} shards already complete) with {spec.get('backbone', 'raw frames')} on "
+       f"{n_dev} device(s) into {features_dir}")
   with tqdm(total=sum(len(e) for _, e in todo), desc="extract", unit="clip",
             disable=None) as progress:
     for path, examples in todo:

@@ -5,10 +5,9 @@ import pathlib
 
 import numpy as np
 
-from videojax import models, sharding
+from videojax import sharding
 from videojax.data import features as features_lib
-from videojax.extract import (BACKBONE_FILE, FramePacker, load_or_init_backbone,
-                              make_embed_fn, read_views)
+from videojax.extract import BACKBONE_FILE, FramePacker, frame_encoder, read_views
 from videojax.runs import load_run
 
 
@@ -32,16 +31,12 @@ class Predictor:
       raise ValueError(f"{workdir} was trained on features imported from "
                        f"{self.spec.get('source')}; it has no backbone to embed video files "
                        "with. Predict on features made the same way instead.")
-    if not (features_dir / BACKBONE_FILE).exists():
+    if "backbone" in self.spec and not (features_dir / BACKBONE_FILE).exists():
       raise FileNotFoundError(f"{features_dir / BACKBONE_FILE}: the backbone that made this "
                               f"run's features is missing (run {workdir} was trained on "
                               f"{features_dir})")
-    module, variables = load_or_init_backbone(self.spec, features_dir)
-    self._dim = models.backbone_feature_dim(self.spec["backbone"], self.spec["pooling"],
-                                            self.spec.get("grid_size", 2),
-                                            self.spec["image_size"])
-    self._embed = make_embed_fn(self.spec["backbone"], module, variables,
-                                sharding.make_mesh(1, local=True))
+    self._embed, self._dim = frame_encoder(self.spec, features_dir,
+                                           sharding.make_mesh(1, local=True))
     self._apply = run.apply
 
   def probabilities(self, path: str | pathlib.Path) -> np.ndarray:

@@ -63,11 +63,14 @@ def load_run(workdir: str | os.PathLike) -> Run:
     ckpts.close()
   check_finite(state, f"{ckpts.directory}/{step}")
   model = models.create_model(meta["model"], len(meta["class_names"]), **meta["model_kwargs"])
+  frame_shape = models.model_frame_shape(
+      meta["model"], models.feature_frame_shape(meta["feature_spec"], meta["feature_dim"]))
+  model_apply = models.apply_to_flat(model, frame_shape)
   params, mean, std = state["params"], state["feature_mean"], state["feature_std"]
 
   @jax.jit
   def apply(features, mask):
-    logits = model.apply({"params": params}, standardize(features, mask, mean, std), mask,
+    logits = model_apply({"params": params}, standardize(features, mask, mean, std), mask,
                          train=False)
     return jax.nn.softmax(logits)
 

@@ -90,42 +90,41 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict:
   return json.loads(json.dumps(sub.to_dict() if sub is not None else {}))
 
 
-def check_model_fits_features(config: ml_collections.ConfigDict, spec: dict) -> None:
-  """Refuses a model that would misread these features (ValueError naming the keys).
+def model_frame_shape(config: ml_collections.ConfigDict, spec: dict,
+                      feature_dim: int) -> tuple[int, ...]:
+  """The shape of one frame config.model.name reads from these features: (d,) or (h, w, c).
 
-  convlstm learns from raw frames, so it takes exactly the features of the 'pixels'
-  backbone; convlstm_features reads grid cells. Other models take any per-frame
-  vectors, pixels included (allowed, if rarely useful: a flat frame has no layout to them).
+  A model that reads maps gets the layout the features' spec records (grid cells,
+  raw frames); see `models.model_frame_shape`.
+
+  Raises:
+    ValueError: a model that reads maps on features with no layout (one line, naming
+      the keys to extract with), or features of the removed 'pixels' backbone.
   """
-  name = config.model.name
-  if name == "convlstm" and spec.get("backbone") != "pixels":
-    raise ValueError(f"config.model.name='convlstm' learns from raw frames, but these features "
-                     f"come from config.extract.backbone={spec.get('backbone')!r}; extract with "
-                     "--config.extract.backbone=pixels (see configs/convlstm.py), or use "
-                     "convlstm_features on grid features")
-  if name == "convlstm_features":
-    grid = model_kwargs(config).get("grid_size", 2)
-    if spec.get("pooling") != "grid" or spec.get("grid_size") != grid:
-      raise ValueError(
-          f"config.model.convlstm_features.grid_size={grid} reads features as a {grid}x{grid} "
-          f"grid, but they were extracted with pooling={spec.get('pooling')!r}"
-          + (f", grid_size={spec['grid_size']}" if "grid_size" in spec else "")
-          + f"; extract with --config.extract.pooling=grid --config.extract.grid_size={grid}")
+  return models.model_frame_shape(config.model.name,
+                                  models.feature_frame_shape(spec, feature_dim))
 
 
 def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_frames: int,
                        feature_dim: int, mean: np.ndarray | None = None,
-                       std: np.ndarray | None = None) -> TrainState:
-  """Initial parameters and optimizer state (deterministic in config.train.seed)."""
+                       std: np.ndarray | None = None,
+                       frame_shape: tuple[int, ...] | None = None) -> TrainState:
+  """Initial parameters and optimizer state (deterministic in config.train.seed).
+
+  `frame_shape` is what the model reads per frame (`model_frame_shape`; default
+  (feature_dim,)): the state's apply_fn takes features f32[b, t, feature_dim] and
+  unflattens them to f32[b, t, *frame_shape].
+  """
   model = models.create_model(config.model.name, num_classes, **model_kwargs(config))
+  frame_shape = tuple(frame_shape or (feature_dim,))
   rng = jax.random.fold_in(jax.random.key(config.train.seed), 0)
   # Jitted: eager init of a scanned RNN dispatches op by op (13 s for the GRU on 2 cores).
   init = jax.jit(functools.partial(model.init, train=False))
-  params = init(rng, jnp.zeros((1, num_frames, feature_dim), jnp.float32),
+  params = init(rng, jnp.zeros((1, num_frames, *frame_shape), jnp.float32),
                 jnp.ones((1, num_frames), bool))["params"]
   tx = optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay)
   return TrainState.create(
-      apply_fn=model.apply, params=params, tx=tx,
+      apply_fn=models.apply_to_flat(model, frame_shape), params=params, tx=tx,
       feature_mean=jnp.zeros(feature_dim) if mean is None else jnp.asarray(mean),
       feature_std=jnp.ones(feature_dim) if std is None else jnp.asarray(std))
 
@@ -355,7 +354,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   best_metric = config.train.get("best_metric", "val_accuracy")
   best_mode = config.train.get("best_mode", "max")
   smoothing = config.train.get("label_smoothing", 0.0)
-  check_model_fits_features(config, data.spec)
+  frame_shape = model_frame_shape(config, data.spec, data.feature_dim)
   num_classes = len(data.class_names)
 
   mesh = sharding.make_mesh(config.train.num_devices)
@@ -364,7 +363,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   stats = (feature_statistics(features_lib.concat(data.train))
            if config.train.normalize_features else (None, None))
   state = sharding.replicate(
-      create_train_state(config, num_classes, data.num_frames, data.feature_dim, *stats), mesh)
+      create_train_state(config, num_classes, data.num_frames, data.feature_dim, *stats,
+                         frame_shape=frame_shape), mesh)
   rng = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.train.seed), 1),
                 out_shardings=repl)()
 

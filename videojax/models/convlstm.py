@@ -19,9 +19,8 @@ where `*` is a stride-1 'same' convolution and products of maps are
 elementwise. The initial state (h, c) is zeros.
 """
 
-import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -146,19 +145,17 @@ class ConvLSTM(nn.Module):
     return outputs if self.return_sequences else final
 
 
-def check_maps(x: jax.Array, mask: jax.Array, where: str,
-               ranks: tuple[int, ...] = (5,)) -> None:
-  """Raises ValueError unless x has a rank in `ranks` and mask is bool[b, t].
+def check_maps(x: jax.Array, mask: jax.Array, where: str) -> None:
+  """Raises ValueError unless x is f32[b, t, h, w, c] and mask bool[b, t].
 
   Runs on static shapes, so it fails at trace time, before any compute.
   """
-  if x.ndim not in ranks or mask.ndim != 2 or mask.shape != x.shape[:2]:
-    want = ' or '.join(
-        {3: 'f32[b, t, d]', 5: 'f32[b, t, h, w, c]'}[r] for r in ranks)
+  if x.ndim != 5 or mask.ndim != 2 or mask.shape != x.shape[:2]:
     raise ValueError(
-        f'{where}: expected features {want} and mask bool[b, t] with '
-        f'matching (b, t); got features {tuple(x.shape)}, '
-        f'mask {tuple(mask.shape)}')
+        f'{where}: expected maps f32[b, t, h, w, c] and mask bool[b, t] with '
+        f'matching (b, t); got {tuple(x.shape)}, mask {tuple(mask.shape)} '
+        '(flat features f32[b, t, d] are unflattened first: see '
+        'models.model_frame_shape)')
 
 
 def convlstm_head(
@@ -202,92 +199,15 @@ def convlstm_head(
 
 
 class ConvLSTMClassifier(nn.Module):
-  """End to end from raw frames: stacked ConvLSTMs, global pool, MLP head.
+  """Stacked ConvLSTMs over a map per frame, global pool, MLP head.
 
-  Takes frames f32[b, t, h, w, c], or the 'pixels' backbone's features
-  f32[b, t, s*s*3] (see `pixels_to_frames`), so the feature pipeline feeds it
-  unchanged.
-
-  Attributes:
-    num_classes: k.
-    filters: ConvLSTM widths; all but the last return sequences.
-    kernel_size: kernel of every ConvLSTM.
-    pool: max-pool window and stride between ConvLSTMs (1: none).
-    dropout: dropout rate before the dense head.
-    dense: width of the hidden dense layer.
-  """
-  num_classes: int
-  filters: Sequence[int] = (8, 8)
-  kernel_size: Kernel = 3
-  pool: int = 2
-  dropout: float = 0.2
-  dense: int = 16
-
-  @nn.compact
-  def __call__(
-      self, frames: jax.Array, mask: jax.Array, *, train: bool
-  ) -> jax.Array:
-    """f32[b, t, h, w, c] or f32[b, t, s*s*3], bool[b, t] -> logits f32[b, k].
-
-    Raises:
-      ValueError: on a rank other than 3 or 5, (b, t) not mask's shape, or d
-        not s*s*3.
-    """
-    check_maps(frames, mask, type(self).__name__, ranks=(3, 5))
-    if frames.ndim == 3:
-      frames = pixels_to_frames(frames, type(self).__name__)
-    return convlstm_head(
-        frames, mask, num_classes=self.num_classes, filters=self.filters,
-        kernel_size=self.kernel_size, pool=self.pool, dropout=self.dropout,
-        dense=self.dense, train=train)
-
-
-def grid_to_maps(features: jax.Array, grid_size: int) -> jax.Array:
-  """Unflattens grid-pooled features f32[b, t, d] to maps f32[b, t, g, g, c].
-
-  The backbones' 'grid' pooling flattens its g x g cells in (row, column,
-  channel) order, so d = g * g * c.
-
-  Raises:
-    ValueError: if grid_size < 1 or d is not a multiple of grid_size^2.
-  """
-  b, t, d = features.shape
-  g = grid_size
-  if g < 1 or d % (g * g):
-    raise ValueError(
-        f'grid_to_maps: feature width d={d} of features {(b, t, d)} must be '
-        f'grid_size^2 * c with grid_size={g}')
-  return features.reshape(b, t, g, g, d // (g * g))
-
-
-def pixels_to_frames(features: jax.Array, where: str) -> jax.Array:
-  """Unflattens 'pixels' features f32[b, t, s*s*3] to frames f32[b, t, s, s, 3].
-
-  The pixels backbone flattens a frame in (row, column, channel) order, as
-  'grid' pooling flattens its cells, so this is `grid_to_maps` with g = s.
-
-  Raises:
-    ValueError: if d is not s*s*3 for an integer s.
-  """
-  b, t, d = features.shape
-  s = math.isqrt(d // 3)
-  if s < 1 or s * s * 3 != d:
-    raise ValueError(
-        f'{where}: features {(b, t, d)} are not whole frames f32[b, t, s*s*3] '
-        f'(d={d}); extract them with config.extract.backbone=pixels')
-  return grid_to_maps(features, s)
-
-
-class ConvLSTMFeatureClassifier(nn.Module):
-  """ConvLSTM over backbone feature maps, then global pool and an MLP head.
-
-  Takes maps f32[b, t, h, w, c], or grid-pooled features f32[b, t, d] with
-  d = grid_size^2 * c as the HDF5 features store them (see `grid_to_maps`), so
-  the feature pipeline feeds it unchanged.
+  Reads frames or backbone feature maps f32[b, t, h, w, c]. Features stored
+  flat, f32[b, t, d], are unflattened before it by the trainer, from the
+  layout their extraction spec records (`models.feature_frame_shape`): raw
+  frames (config.extract.frames=pixels) or grid cells (pooling=grid).
 
   Attributes:
     num_classes: k.
-    grid_size: g of 3-D grid features; unused for 5-D maps.
     channels: width of a 1x1 conv applied first (0: none). Backbone maps are
       wide (512 for ResNet-18) and the input kernel is kh*kw*c*4f, so a linear
       1x1 reduction first is a low-rank factor that cuts params ~kh*kw times.
@@ -297,36 +217,44 @@ class ConvLSTMFeatureClassifier(nn.Module):
     dropout: dropout rate before the dense head.
     dense: width of the hidden dense layer.
   """
+  reads_maps: ClassVar[bool] = True  # The trainer gives f32[b, t, h, w, c].
+
   num_classes: int
-  grid_size: int = 2
-  channels: int = 32
-  filters: Sequence[int] = (16,)
+  channels: int = 0
+  filters: Sequence[int] = (8, 8)
   kernel_size: Kernel = 3
-  pool: int = 1
+  pool: int = 2
   dropout: float = 0.2
   dense: int = 16
 
   @nn.compact
   def __call__(
-      self, features: jax.Array, mask: jax.Array, *, train: bool
+      self, maps: jax.Array, mask: jax.Array, *, train: bool
   ) -> jax.Array:
-    """f32[b, t, h, w, c] or f32[b, t, d], bool[b, t] -> logits f32[b, k].
+    """f32[b, t, h, w, c], bool[b, t] -> logits f32[b, k].
 
     Raises:
-      ValueError: on a rank other than 3 or 5, (b, t) not mask's shape, or d
-        not a multiple of grid_size^2.
+      ValueError: on a rank other than 5, or (b, t) not mask's shape.
     """
-    check_maps(features, mask, type(self).__name__, ranks=(3, 5))
-    x = features
-    if x.ndim == 3:
-      x = grid_to_maps(x, self.grid_size)
-    # Zero padded frames before the 1x1 conv: NaN there would reach its
-    # kernel's gradient.
-    x = jnp.where(mask[:, :, None, None, None], x, 0)
+    check_maps(maps, mask, type(self).__name__)
+    x = maps
     if self.channels:
+      # Zero padded frames before the 1x1 conv: NaN there would reach its
+      # kernel's gradient.
+      x = jnp.where(mask[:, :, None, None, None], x, 0)
       # A Dense on the channel axis is exactly a 1x1 conv, for any rank.
       x = nn.Dense(self.channels, name='reduce')(x)
     return convlstm_head(
         x, mask, num_classes=self.num_classes, filters=self.filters,
         kernel_size=self.kernel_size, pool=self.pool, dropout=self.dropout,
         dense=self.dense, train=train)
+
+
+class ConvLSTMFeatureClassifier(ConvLSTMClassifier):
+  """`ConvLSTMClassifier` with defaults for wide backbone maps (grid features).
+
+  A 1x1 reduction to 32 channels, then one ConvLSTM of 16 filters, no pool.
+  """
+  channels: int = 32
+  filters: Sequence[int] = (16,)
+  pool: int = 1

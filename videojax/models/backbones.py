@@ -1,0 +1,224 @@
+"""Frozen frame backbones, each described once by a `BackboneSpec`.
+
+A backbone maps RGB frames u8[n, s, s, 3] to per-frame features: `preprocess`
+scales them as its weights were trained, then the module gives f32[n, d]. What
+differs between backbones (architecture, scaling, width, where weights come
+from) lives in its spec; the functions below read specs and never names.
+"""
+
+import dataclasses
+import functools
+import math
+import pathlib
+import urllib.parse
+from collections.abc import Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from videojax.models import checkpoint_io, efficientnet, resnet
+from videojax.models import pooling as _pooling
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+  """One backbone.
+
+  Attributes:
+    module: builds the Linen module, its architecture bound; takes the keywords
+      pooling, grid_size, dtype (and what else the class has).
+    preprocess: RGB frames u8[n, h, w, 3] -> f32, scaled as the weights expect.
+    width: channels c of the final feature map; features are f32[c] per frame
+      with pooling='avg', f32[g * g * c] with pooling='grid'.
+    image_size: the input side the weights were trained at (a default only:
+      any side works).
+    load_weights: (file, module) -> variables {'params', 'batch_stats'}, from
+      a `.pth` / `.safetensors` file.
+    packaged_weights: () -> the file of the ImageNet weights that install with
+      videojax; None where none ship.
+  """
+  module: Callable[..., nn.Module]
+  preprocess: Callable[[jax.Array], jax.Array]
+  width: int
+  image_size: int
+  load_weights: Callable[[pathlib.Path, nn.Module], dict]
+  packaged_weights: Callable[[], pathlib.Path] | None = None
+
+
+def _resnet(sizes: tuple[int, ...], block: type[nn.Module]) -> BackboneSpec:
+  return BackboneSpec(
+      module=functools.partial(resnet.ResNet, stage_sizes=sizes, block_cls=block),
+      preprocess=resnet.preprocess, width=512 * block.expansion, image_size=224,
+      load_weights=lambda path, module: resnet.load_torch_weights(
+          path, module.stage_sizes, module.block_cls))
+
+
+def _efficientnet(name: str) -> BackboneSpec:
+  width, depth, size = efficientnet.VARIANTS[name]
+  return BackboneSpec(
+      module=functools.partial(efficientnet.EfficientNetLite, width=width, depth=depth),
+      preprocess=efficientnet.preprocess, width=efficientnet.HEAD_WIDTH, image_size=size,
+      load_weights=efficientnet.load_weights,
+      packaged_weights=functools.partial(efficientnet.packaged_weights, name))
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    'resnet18': _resnet((2, 2, 2, 2), resnet.BasicBlock),
+    'resnet34': _resnet((3, 4, 6, 3), resnet.BasicBlock),
+    'resnet50': _resnet((3, 4, 6, 3), resnet.Bottleneck),
+    'resnet101': _resnet((3, 4, 23, 3), resnet.Bottleneck),
+    'resnet152': _resnet((3, 8, 36, 3), resnet.Bottleneck),
+    **{name: _efficientnet(name) for name in efficientnet.VARIANTS},
+}
+
+
+def get(name: str) -> BackboneSpec:
+  """The spec of backbone `name`; ValueError listing the names if unknown."""
+  if name not in BACKBONES:
+    raise ValueError(
+        f'unknown backbone {name!r}; accepted names: {", ".join(BACKBONES)}')
+  return BACKBONES[name]
+
+
+def frame_shape(name: str, pooling: str = 'avg', grid_size: int = 2) -> tuple[int, ...]:
+  """The layout of one frame's features: (c,) for 'avg', (g, g, c) for 'grid'.
+
+  Raises:
+    ValueError: an unknown name, or a pooling other than avg and grid.
+  """
+  width = get(name).width
+  if pooling == 'avg':
+    return (width,)
+  if pooling == 'grid':
+    return (grid_size, grid_size, width)
+  raise ValueError(f'pooling must be avg or grid; got {pooling!r}')
+
+
+def feature_frame_shape(spec: Mapping, feature_dim: int) -> tuple[int, ...]:
+  """The layout of one frame of stored features f32[b, t, d], from their extraction spec.
+
+  (s, s, 3) for raw frames (spec frames='pixels'), (g, g, d / g^2) for grid
+  pooling, else (d,): imported features and avg pooling have no layout.
+
+  Raises:
+    ValueError: features of the removed 'pixels' backbone (re-extract them),
+      or a d that does not fit the layout.
+  """
+  if spec.get('backbone') == 'pixels':
+    raise ValueError(
+        "these features were extracted with the removed 'pixels' backbone; re-extract them "
+        'with --config.extract.frames=pixels (see configs/convlstm.py)')
+  if spec.get('frames') == 'pixels':
+    shape = (spec['image_size'], spec['image_size'], 3)
+  elif spec.get('pooling') == 'grid':
+    g = spec['grid_size']
+    shape = (g, g, feature_dim // (g * g))
+  else:
+    shape = (feature_dim,)
+  if math.prod(shape) != feature_dim:
+    raise ValueError(f'features of width d={feature_dim} are not frames of shape {shape}, '
+                     'as their extraction spec says')
+  return shape
+
+
+def _check_kwargs(where: str, kwargs: dict, cls: type[nn.Module],
+                  fixed: tuple[str, ...]) -> None:
+  """Refuses keywords that are not init fields of `cls`, or are `fixed` by the name."""
+  allowed = tuple(f.name for f in dataclasses.fields(cls)
+                  if f.init and f.name not in ('parent', 'name', *fixed))
+  bad = sorted(set(kwargs) - set(allowed))
+  if bad:
+    raise ValueError(
+        f'{where}: unknown argument(s) {", ".join(bad)}; accepted: '
+        f'{", ".join(allowed)}')
+
+
+def create_backbone(name: str, **kwargs) -> nn.Module:
+  """A frozen frame backbone by name: `f32[n, h, w, 3] -> f32[n, d]`.
+
+  Keywords: pooling ('avg', 'grid' or 'map'), grid_size, dtype; and for
+  EfficientNet-Lite, classifier (ImageNet logits instead of features).
+
+  Raises:
+    ValueError: on an unknown name, keyword or pooling.
+  """
+  factory = get(name).module
+  # The architecture (depths, widths) comes from the name.
+  _check_kwargs(f'create_backbone({name!r})', kwargs, factory.func, tuple(factory.keywords))
+  if kwargs.get('pooling', 'avg') not in _pooling.POOLINGS:
+    raise ValueError(
+        f'create_backbone({name!r}): pooling must be one of '
+        f'{_pooling.POOLINGS}; got {kwargs["pooling"]!r}')
+  return factory(**kwargs)
+
+
+def preprocess_frames(name: str, frames: jax.Array) -> jax.Array:
+  """RGB frames u8[n, h, w, 3] scaled as backbone `name` was trained on."""
+  return get(name).preprocess(frames)
+
+
+def backbone_feature_dim(name: str, pooling: str = 'avg', grid_size: int = 2) -> int:
+  """Width d of `create_backbone(name, pooling=..., grid_size=...)` features.
+
+  Raises:
+    ValueError: on an unknown name, or a pooling other than avg and grid.
+  """
+  return math.prod(frame_shape(name, pooling, grid_size))
+
+
+def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
+  """The file behind `weights` for backbone `name`; None for 'random-init'.
+
+  Args:
+    name: a backbone name.
+    weights: 'imagenet' (the weights that ship with the EfficientNet-Lite
+      packages), 'random-init', or the path or URL of a `.pth` /
+      `.safetensors` file (torchvision or timm layout for ResNets,
+      efficientnet-lite-pytorch layout for EfficientNet-Lite); a URL is
+      downloaded once into `checkpoint_io.cache_dir()`.
+
+  Raises:
+    ValueError: 'imagenet' for a backbone whose weights do not ship with us.
+    FileNotFoundError: a path that does not exist.
+  """
+  spec = get(name)
+  if weights == 'random-init':
+    return None
+  if weights == 'imagenet':
+    if spec.packaged_weights is not None:
+      return spec.packaged_weights()
+    shipped = ', '.join(n for n, s in BACKBONES.items() if s.packaged_weights is not None)
+    raise ValueError(
+        f'no ImageNet weights ship for {name}: set config.extract.weights to a '
+        f'torchvision or timm checkpoint (.pth or .safetensors) you downloaded, '
+        f'or use {shipped}, or random-init')
+  if urllib.parse.urlparse(weights).scheme in ('http', 'https', 'file'):
+    return checkpoint_io.fetch(weights)
+  path = pathlib.Path(weights).expanduser()
+  if not path.is_file():
+    raise FileNotFoundError(
+        f'config.extract.weights={weights!r}: no such file (accepted: imagenet, '
+        'random-init or a .pth / .safetensors path)')
+  return path
+
+
+def load_backbone_variables(name: str, module: nn.Module, weights: str, *,
+                            seed: int = 0, image_size: int | None = None) -> dict:
+  """Variables {'params', 'batch_stats'} for backbone `module` called `name`.
+
+  `weights` is as in `backbone_weights_path`; 'random-init' draws them from
+  `seed`, initialising on frames of side `image_size` (default: the spec's).
+
+  Raises:
+    ValueError, FileNotFoundError: see `backbone_weights_path`.
+    checkpoint_io.WeightsError: a file that does not fit the architecture.
+  """
+  spec = get(name)
+  path = backbone_weights_path(name, weights)
+  if path is None:
+    size = image_size or spec.image_size
+    dummy = jnp.zeros((1, size, size, 3), jnp.float32)
+    # Jitted: eager init of a ResNet-18 took 14 s on 2 CPU cores.
+    return jax.device_get(jax.jit(module.init)(jax.random.key(seed), dummy))
+  return spec.load_weights(path, module)
