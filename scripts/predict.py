@@ -11,7 +11,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from videojax import cli  # noqa: E402
 from videojax.data.video import VideoError  # noqa: E402
-from videojax.predict import Predictor  # noqa: E402
+from videojax.tools.predict import Predictor  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run (scripts/train.py --workdir).",
                                required=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from videojax import ablate, plots, report
+from videojax.tools import ablate, plots, report
 from videojax.checkpoint import CheckpointMismatch
 from videojax.data import synthetic
 

@@ -21,7 +21,7 @@ from videojax.checkpoint import CheckpointMismatch, Checkpoints
 from videojax.data import features as F
 from videojax.data import synthetic, ucf101, video
 from videojax.models import backbone_feature_dim, preprocess_frames
-from videojax.predict import Predictor
+from videojax.tools.predict import Predictor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

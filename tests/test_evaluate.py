@@ -1,6 +1,6 @@
 """Evaluation of trained runs: test-time views, the whole evaluate() on tiny runs, ensembles.
 
-The metrics themselves are cross-checked with scikit-learn in tests/test_evaluation.py.
+The metrics themselves are cross-checked with scikit-learn in tests/test_metrics.py.
 The runs here read features written directly (no videos, no backbone): one mean-pool
 is trained (two epochs, to compare with its results.json); the others are initialised
 models saved with the trainer's own checkpoint functions, which is all evaluation reads.
@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from configs import default as default_config
-from videojax import evaluate as evaluate_lib
-from videojax import train, tta
+from videojax import train
+from videojax.tools import evaluate as evaluate_lib
+from videojax.tools import tta
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
 

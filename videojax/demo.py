@@ -9,7 +9,7 @@ import time
 import jax
 import ml_collections
 
-from videojax import evaluation, extract, train
+from videojax import extract, metrics, train
 from videojax.data import synthetic
 from videojax.files import write_text_atomic
 
@@ -23,8 +23,8 @@ def results_table(rows: list[dict], class_names: list[str]) -> str:
   for r in rows:
     conf = r["confusion"]
     lines.append(f"| {r['model']} | {r['accuracy']:.3f} | "
-                 f"{evaluation.subset_accuracy(conf, order):.3f} | "
-                 f"{evaluation.subset_accuracy(conf, appearance):.3f} | {r['seconds']:.0f} s |")
+                 f"{metrics.subset_accuracy(conf, order):.3f} | "
+                 f"{metrics.subset_accuracy(conf, appearance):.3f} | {r['seconds']:.0f} s |")
   return "\n".join(lines)
 
 

@@ -45,7 +45,8 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from videojax import config_check, extract, models, plots, report, train
+from videojax import config_check, extract, models, train
+from videojax.tools import plots, report
 from videojax.checkpoint import CheckpointMismatch
 from videojax.files import write_json_atomic, write_text_atomic
 
@@ -84,10 +85,11 @@ class Axis:
 
 
 @dataclasses.dataclass
-class Run:
-  """One cell x seed: its config (features_dir and seed set) and folders."""
-  cell: dict[str, Any]
-  cell_name: str
+class Cell:
+  """One cell of the sweep at one seed: its swept values, config (features_dir and seed
+  set) and folders."""
+  values: dict[str, Any]
+  name: str
   seed: int
   config: ml_collections.ConfigDict
   workdir: pathlib.Path
@@ -264,7 +266,7 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
 
 
 def plan_runs(config: ml_collections.ConfigDict, axes: Sequence[Axis], seeds: Sequence[int],
-              out: str | pathlib.Path) -> list[Run]:
+              out: str | pathlib.Path) -> list[Cell]:
   """Every cell x seed, ordered seed-major so that a full seed comes early.
 
   Sets in each run's config: the swept values, train.seed, data.features_dir
@@ -304,7 +306,7 @@ def plan_runs(config: ml_collections.ConfigDict, axes: Sequence[Axis], seeds: Se
     features_name = cell_name(features)
     c.data.features_dir = str(out / "features" / features_name)
     runs.append((cell, name, c, features_name))
-  return [Run(cell=cell, cell_name=name, seed=seed, config=_with_seed(c, seed),
+  return [Cell(values=cell, name=name, seed=seed, config=_with_seed(c, seed),
               workdir=out / "runs" / name / f"seed{seed}", features_name=features_name)
           for seed in seeds for cell, name, c, features_name in runs]
 
@@ -330,7 +332,7 @@ def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return out
 
 
-def check_finished_run(run: Run) -> None:
+def check_finished_run(run: Cell) -> None:
   """Refuses to reuse a finished run made with another config.
 
   Compares the run's run_config.json with this sweep's config of it, on the keys
@@ -371,7 +373,7 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
   return [by_step[s] for s in sorted(by_step)]
 
 
-def result_row(run: Run, results: Mapping[str, Any], out: pathlib.Path) -> dict[str, Any]:
+def result_row(run: Cell, results: Mapping[str, Any], out: pathlib.Path) -> dict[str, Any]:
   """One results.csv row: swept values, seed, test and best val accuracy, timing.
 
   examples_per_second = total_steps * batch_size / train_seconds (train_seconds of
@@ -382,7 +384,7 @@ def result_row(run: Run, results: Mapping[str, Any], out: pathlib.Path) -> dict[
   batch = run.config.train.batch_size
   train_seconds = float(results.get("train_seconds", math.nan))
   steps = int(results.get("total_steps", 0))
-  return {"cell": run.cell_name, **{k: format_value(v) for k, v in run.cell.items()},
+  return {"cell": run.name, **{k: format_value(v) for k, v in run.values.items()},
           "seed": run.seed, "test_accuracy": float(results["accuracy"]),
           "test_loss": float(results.get("test_loss", math.nan)),
           "best_val_accuracy": max(val) if val else math.nan,
@@ -439,7 +441,7 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]], keys: Sequence[str],
 
 
 def write_outputs(out: pathlib.Path, rows: list[dict], axes: Sequence[Axis],
-                  runs: Sequence[Run]) -> dict[str, pathlib.Path]:
+                  runs: Sequence[Cell]) -> dict[str, pathlib.Path]:
   """results.csv, summary.csv, summary.md, accuracy.png and curves.png under `out`."""
   keys = [a.key for a in axes]
   summary = summarize(rows, keys)
@@ -475,16 +477,16 @@ def _accuracy_plot(path: pathlib.Path, summary: Sequence[Mapping[str, Any]],
                             title="Test accuracy, mean ± sample std over seeds")
 
 
-def _curves_plot(path: pathlib.Path, runs: Sequence[Run]) -> pathlib.Path:
+def _curves_plot(path: pathlib.Path, runs: Sequence[Cell]) -> pathlib.Path:
   """Validation accuracy per epoch of each cell, the mean over its seeds."""
   per_cell: dict[str, dict[float, list[float]]] = {}
   for run in runs:
-    epochs = per_cell.setdefault(run.cell_name, {})
+    epochs = per_cell.setdefault(run.name, {})
     for m in read_metrics(run.workdir):
       if "val_accuracy" in m:
         epochs.setdefault(round(float(m.get("epoch", m["step"])), 3), []).append(
             m["val_accuracy"])
-  labels = {run.cell_name: ", ".join(f"{k}={format_value(v)}" for k, v in run.cell.items())
+  labels = {run.name: ", ".join(f"{k}={format_value(v)}" for k, v in run.values.items())
             or "base" for run in runs}
   curves = {labels[name]: (sorted(e), [float(np.mean(e[x])) for x in sorted(e)])
             for name, e in per_cell.items() if e}
@@ -492,7 +494,7 @@ def _curves_plot(path: pathlib.Path, runs: Sequence[Run]) -> pathlib.Path:
                           title="Validation accuracy per epoch, mean over seeds")
 
 
-def _validate_cells(runs: Sequence[Run], features: Mapping[str, ml_collections.ConfigDict]
+def _validate_cells(runs: Sequence[Cell], features: Mapping[str, ml_collections.ConfigDict]
                     ) -> None:
   """Checks every unfinished cell's config before anything is extracted or written.
 
@@ -503,7 +505,7 @@ def _validate_cells(runs: Sequence[Run], features: Mapping[str, ml_collections.C
   """
   todo = [("extract", n, c) for n, c in features.items()
           if not all(r.done for r in runs if r.features_name == n)]
-  todo += [("train", f"{r.cell_name} seed {r.seed}", r.config) for r in runs if not r.done]
+  todo += [("train", f"{r.name} seed {r.seed}", r.config) for r in runs if not r.done]
   for stage, name, c in todo:
     try:
       config_check.validate(c, stage)
@@ -570,14 +572,14 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
   rows, trained, skipped = [], [], []
   bar = tqdm(runs, desc="ablation", unit="run", disable=None)
   for i, run in enumerate(bar):
-    bar.set_postfix_str(f"{run.cell_name} seed{run.seed}")
+    bar.set_postfix_str(f"{run.name} seed{run.seed}")
     if run.done:
       results = json.loads((run.workdir / "results.json").read_text())
       skipped.append(run.workdir)
     else:
       if writer:
         write_json_atomic(run.workdir / "run_config.json", flat_config(run.config))
-      echo(f"[{i + 1}/{len(runs)}] {run.cell_name} seed {run.seed}")
+      echo(f"[{i + 1}/{len(runs)}] {run.name} seed {run.seed}")
       results = train.train_and_evaluate(run.config, str(run.workdir), echo=echo)
       trained.append(run.workdir)
     if writer:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from videojax import plots
+from videojax.tools import plots
 from videojax.files import write_text_atomic
 
 # The config keys a run report shows (besides model.<name>.*), when run_config.json exists.
