@@ -36,15 +36,16 @@ Use:  python scripts/extract_features.py --config configs/convlstm.py \
 import ml_collections
 
 from configs import default
+from videojax import config_variants
 
 
-def get_config():
+def get_config(arg=None):
   c = default.get_config()
   c.extract.backbone = "pixels"
   c.extract.weights = "random-init"  # pixels has no weights; it accepts only this
   c.extract.pooling = "avg"          # the default; pixels pools nothing and ignores it
   c.extract.image_size = 64
-  c.extract.num_frames = 20
+  c.data.num_frames = 20
   c.model.name = "convlstm"
   c.model.convlstm = ml_collections.ConfigDict(dict(
       filters=(16, 32, 64, 64), kernel_size=3, pool=2, dropout=0.2, dense=128))
@@ -53,4 +54,4 @@ def get_config():
   c.train.num_epochs = 50
   c.train.learning_rate = 1e-3
   c.eval.batch_size = 32
-  return c
+  return config_variants.apply(c, arg)

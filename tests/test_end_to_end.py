@@ -37,7 +37,7 @@ def tiny(tmp_path_factory):
   c.data.val_fraction = 0.34
   # 96 px: XLA's CPU conv is pathologically slow on the 2x2 maps that 64 px gives.
   c.extract.image_size = 96
-  c.extract.num_frames = 8
+  c.data.num_frames = 8
   c.extract.batch_size = 64
   c.extract.shard_size = 10
   c.train.batch_size = 8
@@ -155,7 +155,7 @@ def test_multiscale_extraction_averages_views_per_position(tiny, tmp_path):
 
 def test_extraction_refuses_a_features_dir_of_other_settings(tiny):
   c = copy.deepcopy(tiny["config"])
-  c.extract.num_frames = 12
+  c.data.num_frames = 12
   with pytest.raises(F.FeatureError, match="num_frames: expected 12, found 8"):
     extract.extract_features(c, echo=lambda *_: None)
 

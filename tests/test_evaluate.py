@@ -19,10 +19,10 @@ import pytest
 
 from configs import default as default_config
 from videojax import train
-from videojax.tools import evaluate as evaluate_lib
-from videojax.tools import tta
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
+from videojax.tools import evaluate as evaluate_lib
+from videojax.tools import tta
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = ["Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta"]
@@ -115,7 +115,7 @@ def _write_features(directory, classes=CLASSES, dim=12, noise_seed=0, drop_test=
   return directory
 
 
-def _config(features_dir, model, num_frames=0, epochs=2):
+def _config(features_dir, model, num_frames=SPEC["num_frames"], epochs=2):
   c = default_config.get_config()
   c.data.features_dir, c.data.num_frames, c.data.val_fraction = str(features_dir), num_frames, 0.34
   c.model.name = model

@@ -46,7 +46,7 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
   e = config.extract
   spec = {"format_version": features_lib.FORMAT_VERSION, "backbone": e.backbone,
           "weights": e.weights, "seed": e.seed, "pooling": e.pooling,
-          "num_frames": e.num_frames, "image_size": e.image_size, "split": config.data.split,
+          "num_frames": config.data.num_frames, "image_size": e.image_size, "split": config.data.split,
           **datasets.split_spec(config.data)}
   if e.pooling == "grid":
     spec["grid_size"] = e.grid_size

@@ -327,7 +327,7 @@ def load_data(config: ml_collections.ConfigDict, echo=print) -> parts_lib.Parts:
   """This process's parts of the train, validation and test splits (`parts.load_parts`)."""
   return parts_lib.load_parts(
       config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
-      process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
+      process_count=jax.process_count(), num_frames=config.data.num_frames,
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
                                          seed=config.train.seed,
                                          val_list=config.data.get("val_list", ""), echo=echo))
