@@ -35,7 +35,7 @@ Differs:
 
 The ensemble: train the 4 members (one per seed; ablate.py extracts the features once,
 under <out>/features/), then evaluate them together, probabilities averaged over members
-and test-time views. c.ensemble.seeds and c.eval.tta record these choices:
+and test-time views (original, faster, slower):
   python scripts/ablate.py --config configs/bilstm_attention.py --seeds 0,1,2,3 \
       --out runs/bilstm_attention --config.data.root=/data/UCF-101
   R=runs/bilstm_attention/runs/base
@@ -45,15 +45,16 @@ and test-time views. c.ensemble.seeds and c.eval.tta record these choices:
 import ml_collections
 
 from configs import default
+from videojax import config_variants
 
 
-def get_config():
+def get_config(arg=None):
   c = default.get_config()
   c.extract.backbone = "efficientnet_lite0"
   c.extract.weights = "imagenet"
   c.extract.pooling = "avg"
   c.extract.image_size = 224
-  c.extract.num_frames = 64
+  c.data.num_frames = 64
   c.extract.temporal_scales = (1.0, 0.85, 1.15)
   c.model.name = "bilstm_attention"
   c.model.bilstm_attention = ml_collections.ConfigDict(dict(
@@ -63,7 +64,4 @@ def get_config():
   c.train.learning_rate = 1e-3
   c.train.label_smoothing = 0.1
   c.eval.batch_size = 48
-  # The members: one run per train.seed, averaged by scripts/evaluate.py.
-  c.ensemble = ml_collections.ConfigDict(dict(seeds=(0, 1, 2, 3)))
-  c.eval.tta = ("original", "faster", "slower")
-  return c
+  return config_variants.apply(c, arg)

@@ -37,13 +37,14 @@ Use:  python scripts/extract_features.py --config configs/convlstm.py \
 import ml_collections
 
 from configs import default
+from videojax import config_variants
 
 
-def get_config():
+def get_config(arg=None):
   c = default.get_config()
   c.extract.frames = "pixels"
   c.extract.image_size = 64
-  c.extract.num_frames = 20
+  c.data.num_frames = 20
   c.model.name = "convlstm"
   c.model.convlstm = ml_collections.ConfigDict(dict(
       filters=(16, 32, 64, 64), kernel_size=3, pool=2, dropout=0.2, dense=128))
@@ -52,4 +53,4 @@ def get_config():
   c.train.num_epochs = 50
   c.train.learning_rate = 1e-3
   c.eval.batch_size = 32
-  return c
+  return config_variants.apply(c, arg)

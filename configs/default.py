@@ -2,12 +2,27 @@
 
 Use:  python scripts/train.py --config configs/default.py \
         --config.data.root=/data/UCF-101 --config.data.features_dir=/data/ucf101_lite0
-Every field can be overridden with --config.<key>=<value>.
+Variants after ':' (videojax/config_variants.py): a model, a backbone, t<frames> or
+KEY=VALUE, e.g. --config=configs/default.py:meanpool,t32 or :backbone=resnet50,t=32.
+Every field can also be overridden with --config.<key>=<value>.
+
+As it stands it mirrors the Keras "Video Classification with a CNN-RNN Architecture"
+example: per-frame global-average-pooled CNN features, at most 20 frames per clip with a
+mask for shorter clips, then GRU(16) -> GRU(8) -> Dropout(0.4) -> Dense(8, relu) ->
+Dense(k, softmax), trained with Adam. Differs: the example uses ImageNet InceptionV3
+(2048-d) features at 224 px and takes the first 20 frames of each clip; here the backbone
+is ImageNet EfficientNet-Lite0 (1280-d, it installs with videojax) and the 20 frames are
+sampled uniformly over the whole clip. Features are standardised per dimension
+(train.normalize_features) and the best epoch is chosen on a validation split held out
+by group, which the example does not do.
 """
 import ml_collections
 
+from videojax import config_variants
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The default config, with the variants of `arg` (e.g. 'meanpool,t32') applied."""
   c = ml_collections.ConfigDict()
 
   c.data = ml_collections.ConfigDict()
@@ -27,7 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.tfds_config = ""      # tfds_ucf101: "" = ucf101_<split>; ucf101_1_256 = split 1, 256x256
   c.data.tfds_manual_dir = ""  # tfds_ucf101: if set and not built, build from UCF101_videos.zip here
   c.data.features_dir = ""     # where extraction writes and training reads HDF5 shards
-  c.data.num_frames = 0        # train on t <= extract.num_frames positions per clip (0: all)
+  # T, the sequence length: extraction samples T frames uniformly over each whole clip;
+  # training reads features of T' >= T frames and subsamples them to T the same way.
+  c.data.num_frames = 20
   c.data.val_fraction = 0.2    # of the training groups (gNN), held out to pick the best epoch
   c.data.val_list = ""         # or a file of training video_ids (one a line) to hold out instead
   # Data parts: shard j goes to part j % num_parts; each process reads its own parts, and
@@ -45,7 +62,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.extract.weights = "imagenet"
   c.extract.pooling = "avg"         # avg: f32[d] per frame | grid: grid_size^2 cells, keeps position
   c.extract.grid_size = 2
-  c.extract.num_frames = 20         # T: frames sampled uniformly over each whole clip
   c.extract.image_size = 224        # square crop, resized to image_size^2
   # Which square: center | start / end (left/top, right/bottom of the long side) | full
   # (the whole frame squeezed). Features of other crops give spatial test-time views:
@@ -99,4 +115,4 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64
-  return c
+  return config_variants.apply(c, arg)

@@ -9,15 +9,16 @@ and a shorter schedule.
 import ml_collections
 
 from configs import default
+from videojax import config_variants
 
 
-def get_config():
+def get_config(arg=None):
   c = default.get_config()
   # Arguments of videojax.data.synthetic.write_dataset (UCF-101 layout).
   c.demo_data = ml_collections.ConfigDict(dict(
       groups=40, test_groups=10, clips_per_group=3, size=96, min_frames=12, max_frames=60))
   c.extract.image_size = 112
-  c.extract.num_frames = 16
+  c.data.num_frames = 16
   c.extract.pooling = "grid"
   c.extract.grid_size = 2
   c.extract.batch_size = 128
@@ -27,4 +28,4 @@ def get_config():
   c.train.num_epochs = 40
   c.train.learning_rate = 3e-3
   c.eval.batch_size = 32
-  return c
+  return config_variants.apply(c, arg)

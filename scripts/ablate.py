@@ -19,7 +19,8 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from videojax import ablate, cli, platform  # noqa: E402
+from videojax import cli, platform  # noqa: E402
+from videojax.tools import ablate  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Base experiment config.")
 _OUT = flags.DEFINE_string("out", None, "The ablation folder: features, runs, tables, plots.",

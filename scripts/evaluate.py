@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from videojax import cli, evaluate, tta  # noqa: E402
+from videojax import cli  # noqa: E402
+from videojax.tools import evaluate, tta  # noqa: E402
 
 _WORKDIR = flags.DEFINE_multi_string(
     "workdir", None, "Run directories (scripts/train.py --workdir), comma-separated or the "

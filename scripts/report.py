@@ -11,7 +11,8 @@ table and the plots. Pieces not on disk are skipped with a line saying so.
 """
 from absl import app, flags
 
-from videojax import cli, report
+from videojax import cli
+from videojax.tools import report
 
 _DIR = flags.DEFINE_string("dir", None, "A run (train.py --workdir) or ablation (ablate.py "
                            "--out) folder.", required=True)

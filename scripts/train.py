@@ -2,6 +2,11 @@
 
   python scripts/train.py --config configs/default.py --workdir runs/r18_gru \
       --config.data.features_dir=/data/feats_r18 --config.model.name=gru
+  python scripts/train.py --config configs/default.py:meanpool,t32 --workdir runs/mp_t32 \
+      --config.data.features_dir=/data/feats_lite0_t32
+
+Variants after ':' (a model, a backbone, t<frames>, KEY=VALUE; videojax/config_variants.py)
+apply first, then --config.<key>=<value> overrides.
 
 Re-running with the same --workdir resumes from the latest checkpoint.
 Multi-host: run it on every host with --coordinator_address/--num_processes/--process_id

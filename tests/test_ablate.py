@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from videojax import ablate, plots, report
+from videojax.tools import ablate, plots, report
 from videojax.checkpoint import CheckpointMismatch
 from videojax.data import synthetic
 
@@ -30,7 +30,7 @@ def tiny_config(root):
   c.data.root = str(root)
   c.data.val_fraction = 0.34
   c.extract.image_size = 64
-  c.extract.num_frames = 20  # Replaced by the longest swept data.num_frames (6).
+  c.data.num_frames = 20  # Each cell sets its own; features are extracted at the longest (6).
   c.extract.batch_size = 32
   c.extract.shard_size = 64
   c.extract.num_workers = 2
@@ -65,9 +65,9 @@ def _csv(path):
 def test_features_extracted_once_at_the_longest_length(sweep):
   out = sweep["out"]
   dirs = [p for p in (out / "features").iterdir() if p.is_dir()]
-  assert [p.name for p in dirs] == ["extract.num_frames=6"]
+  assert [p.name for p in dirs] == ["num_frames=6"]
   assert json.loads((dirs[0] / "spec.json").read_text())["spec"]["num_frames"] == 6
-  assert sweep["first"]["extracted"] == ["extract.num_frames=6"]
+  assert sweep["first"]["extracted"] == ["num_frames=6"]
 
 
 def test_every_cell_and_seed_trained_once_with_one_row_each(sweep):
@@ -87,7 +87,7 @@ def test_every_cell_and_seed_trained_once_with_one_row_each(sweep):
   # Each run trained on its own T, subsampled from the 6 extracted positions.
   meta = json.loads((out / "runs" / "data.num_frames=4,model.name=gru" / "seed1" /
                      "run_config.json").read_text())
-  assert meta["data.num_frames"] == 4 and meta["extract.num_frames"] == 6
+  assert meta["data.num_frames"] == 4 and meta["data.features_dir"].endswith("num_frames=6")
   assert meta["train.seed"] == 1
 
 
@@ -162,17 +162,20 @@ def test_values_parse_to_the_field_type():
     ablate.parse_seeds("0,a")
 
 
-def test_swept_length_above_a_swept_extraction_length_is_refused(tmp_path):
+def test_features_are_planned_at_the_longest_swept_length(tmp_path):
   c = default.get_config()
-  axes = [ablate.parse_sweep(c, "data.num_frames=8,32"),
-          ablate.parse_sweep(c, "extract.num_frames=16,32")]
-  with pytest.raises(ablate.SweepError,
-                     match="data.num_frames=32 exceeds extract.num_frames=16"):
-    ablate.plan_runs(c, axes, (0,), tmp_path)
+  with pytest.raises(ablate.SweepError, match="unknown config key 'extract.num_frames'"):
+    ablate.parse_sweep(c, "extract.num_frames=16,32")  # One knob: data.num_frames.
+  lengths = ablate.parse_sweep(c, "data.num_frames=8,32")
   backbones = ablate.parse_sweep(c, "extract.backbone=resnet18,efficientnet_lite0")
-  runs = ablate.plan_runs(c, [axes[0], backbones], (0, 1), tmp_path)
+  runs = ablate.plan_runs(c, [lengths, backbones], (0, 1), tmp_path)
   assert len(runs) == 8 and len({r.config.data.features_dir for r in runs}) == 2
-  assert {r.config.extract.num_frames for r in runs} == {32}
+  assert {r.config.data.num_frames for r in runs} == {8, 32}
+  assert {r.extraction_config().data.num_frames for r in runs} == {32}
+  assert all(r.config.data.features_dir.endswith("num_frames=32") for r in runs)
+  # Not swept: the config's own length.
+  runs = ablate.plan_runs(c, [backbones], (0,), tmp_path)
+  assert {r.extraction_config().data.num_frames for r in runs} == {c.data.num_frames} == {20}
 
 
 def test_a_bad_cell_is_refused_before_anything_is_written(tmp_path):

@@ -101,10 +101,10 @@ def test_train_script_bad_config(tmp_path):
 def test_extract_script_bad_config_writes_nothing(shared_data, tmp_path):
   features = tmp_path / "features"
   out = _run("extract_features.py", f"--config.data.root={shared_data / 'weizmann4'}",
-             f"--config.data.features_dir={features}", "--config.extract.num_frames=0",
+             f"--config.data.features_dir={features}", "--config.data.num_frames=0",
              "--config.extract.backbone=foo", env={"VIDEOJAX_DEBUG": "0"})
   _one_error_line(out, "config.extract.backbone='foo': one of ")
-  assert "config.extract.num_frames=0: an integer >= 1" in out.stderr
+  assert "config.data.num_frames=0: an integer >= 1" in out.stderr
   assert not features.exists()  # No spec.json to block a later valid run.
 
 

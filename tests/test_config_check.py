@@ -1,18 +1,16 @@
 """config_check.validate: every bad key in one message, before a stage writes anything."""
-import importlib
-
 import pytest
 
 from configs import default
-from tests.test_configs import CONFIGS
+from tests.test_configs import VARIANTS, load
 from tests.test_multihost import _config, _write_features
 from videojax import extract, train
 from videojax.config_check import ConfigError, validate
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_every_shipped_config_is_valid(name):
-  c = importlib.import_module(f"configs.{name}").get_config()
+@pytest.mark.parametrize("name, arg", VARIANTS)
+def test_every_shipped_config_and_variant_is_valid(name, arg):
+  c = load(name, arg)
   c.data.root, c.data.features_dir = "/data/videos", "/data/features"
   validate(c, "extract")
   validate(c, "train")
@@ -24,12 +22,12 @@ def test_every_bad_key_is_listed_in_one_message():
   bad_train = {"train.batch_size": 0, "eval.batch_size": 0, "train.num_epochs": 0,
                "model.name": "grux", "train.learning_rate": float("inf"),
                "train.weight_decay": -0.1, "train.label_smoothing": 1.0,
-               "data.val_fraction": 1.0, "data.num_frames": -1,
-               "train.checkpoint_every_steps": -1}
-  bad_extract = {"extract.num_frames": -3, "extract.backbone": "foo", "extract.pooling": "max",
+               "data.val_fraction": 1.0, "train.checkpoint_every_steps": -1}
+  bad_extract = {"extract.backbone": "foo", "extract.pooling": "max",
                  "extract.crop": "top", "extract.image_size": 0, "extract.grid_size": 0,
                  "extract.shard_size": 0, "extract.num_workers": 0, "extract.batch_size": 0}
-  both = {"data.layout": "kinetics"}  # Every stage checks the data section.
+  # Every stage checks the data section; the sequence length is extracted and trained on.
+  both = {"data.layout": "kinetics", "data.num_frames": -1}
   bad_train, bad_extract = {**bad_train, **both}, {**bad_extract, **both}
   for key, value in {**bad_train, **bad_extract}.items():
     section, name = key.split(".")
@@ -94,10 +92,20 @@ def test_bad_extract_config_writes_no_spec(shared_data, tmp_path):
   c = default.get_config()
   c.data.root = str(shared_data / "weizmann4")
   c.data.features_dir = str(tmp_path / "features")
-  c.extract.num_frames = 0
-  with pytest.raises(ConfigError, match=r"^1 bad .*config.extract.num_frames=0: an integer >= 1"):
+  c.data.num_frames = 0
+  with pytest.raises(ConfigError, match=r"^1 bad .*config.data.num_frames=0: an integer >= 1"):
     extract.extract_features(c, echo=lambda *_: None)
   assert not (tmp_path / "features").exists()
+
+
+def test_an_older_configs_extract_num_frames_is_refused_naming_the_new_key():
+  c = default.get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  c.extract.num_frames = 20  # The sequence length of configs before data.num_frames.
+  for stage in ("extract", "train"):
+    with pytest.raises(ConfigError, match=r"^1 bad config value\(s\): config.extract.num_frames "
+                       r"was removed: set config.data.num_frames, the one sequence length"):
+      validate(c, stage)
 
 
 @pytest.mark.parametrize("key, value, message", [

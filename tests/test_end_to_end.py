@@ -22,7 +22,7 @@ from videojax.data import features as F
 from videojax.data import synthetic, video
 from videojax.data.sources import ucf101
 from videojax.models import backbone_feature_dim, preprocess_frames
-from videojax.predict import Predictor
+from videojax.tools.predict import Predictor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def tiny(tmp_path_factory):
   c.data.val_fraction = 0.34
   # 96 px: XLA's CPU conv is pathologically slow on the 2x2 maps that 64 px gives.
   c.extract.image_size = 96
-  c.extract.num_frames = 8
+  c.data.num_frames = 8
   c.extract.batch_size = 64
   c.extract.shard_size = 10
   c.train.batch_size = 8
@@ -156,7 +156,7 @@ def test_multiscale_extraction_averages_views_per_position(tiny, tmp_path):
 
 def test_extraction_refuses_a_features_dir_of_other_settings(tiny):
   c = copy.deepcopy(tiny["config"])
-  c.extract.num_frames = 12
+  c.data.num_frames = 12
   with pytest.raises(F.FeatureError, match="num_frames: expected 12, found 8"):
     extract.extract_features(c, echo=lambda *_: None)
 

@@ -1,6 +1,6 @@
 """Evaluation of trained runs: test-time views, the whole evaluate() on tiny runs, ensembles.
 
-The metrics themselves are cross-checked with scikit-learn in tests/test_evaluation.py.
+The metrics themselves are cross-checked with scikit-learn in tests/test_metrics.py.
 The runs here read features written directly (no videos, no backbone): one mean-pool
 is trained (two epochs, to compare with its results.json); the others are initialised
 models saved with the trainer's own checkpoint functions, which is all evaluation reads.
@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from configs import default as default_config
-from videojax import evaluate as evaluate_lib
-from videojax import train, tta
+from videojax import train
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
+from videojax.tools import evaluate as evaluate_lib
+from videojax.tools import tta
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = ["Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta"]
@@ -114,7 +115,7 @@ def _write_features(directory, classes=CLASSES, dim=12, noise_seed=0, drop_test=
   return directory
 
 
-def _config(features_dir, model, num_frames=0, epochs=2):
+def _config(features_dir, model, num_frames=SPEC["num_frames"], epochs=2):
   c = default_config.get_config()
   c.data.features_dir, c.data.num_frames, c.data.val_fraction = str(features_dir), num_frames, 0.34
   c.model.name = model

@@ -6,9 +6,9 @@ import pytest
 
 from tests import test_multihost
 from tests.test_evaluate import CLASSES, QUIET, _save_untrained, _write_features
-from videojax import evaluate as evaluate_lib
 from videojax import train
 from videojax.data import features as F
+from videojax.tools import evaluate as evaluate_lib
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def _extract_config(root, features_dir):
   c = default.get_config()
   c.data.root, c.data.features_dir = str(root), str(features_dir)
   c.extract.frames = "pixels"
-  c.extract.image_size, c.extract.num_frames = 8, 4
+  c.extract.image_size, c.data.num_frames = 8, 4
   c.extract.shard_size, c.extract.batch_size = 2, 8
   c.extract.num_workers, c.extract.num_devices = 1, 1
   return c

@@ -318,7 +318,7 @@ def test_imported_features_train_a_temporal_model(tmp_path):
   I.import_features(src, tmp_path / "features", source=_ucf(root),
                     num_frames=6, **QUIET)
   c = copy.deepcopy(demo_config.get_config())
-  c.data.features_dir = str(tmp_path / "features")
+  c.data.features_dir, c.data.num_frames = str(tmp_path / "features"), 6
   c.data.val_fraction = 0.25
   # meanpool: the model is beside the point here and compiles in half the time of the GRU
   # (test_end_to_end trains the GRU).

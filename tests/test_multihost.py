@@ -46,7 +46,7 @@ def _write_features(directory: pathlib.Path, split: str, num_shards: int, per_sh
 def _config(features_dir, **overrides):
   c = default.get_config()
   c.data.features_dir = str(features_dir)
-  c.data.val_fraction = 0.25
+  c.data.num_frames, c.data.val_fraction = T, 0.25
   c.model.gru.hidden = (8,)
   c.train.batch_size = 8
   c.train.num_epochs = 2

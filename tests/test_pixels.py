@@ -114,7 +114,7 @@ def pixels_run(tmp_path_factory):
   c.data.features_dir = str(base / "features")
   c.data.val_fraction = 0.5
   c.extract.image_size = 16
-  c.extract.num_frames = 6
+  c.data.num_frames = 6
   c.extract.num_devices = 1
   c.extract.num_workers = 2
   c.model.convlstm.filters = (2,)

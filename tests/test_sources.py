@@ -470,7 +470,7 @@ def _extract_config(root, features_dir, **data):
   # ResNet takes ~20 s to initialise op by op on CPU. 96 px: XLA's CPU conv is slow on
   # the 2x2 maps that 64 px gives.
   c.extract.backbone, c.extract.weights, c.extract.pooling = "efficientnet_lite0", "imagenet", "avg"
-  c.extract.image_size, c.extract.num_frames = 96, 4
+  c.extract.image_size, c.data.num_frames = 96, 4
   c.extract.batch_size, c.extract.num_devices, c.extract.num_workers = 16, 1, 2
   return c
 

@@ -23,6 +23,11 @@ POOLINGS = ("avg", "grid")
 # frame itself (resized, in [0, 1], flattened) for models that learn from raw frames.
 FRAMES = ("features", "pixels")
 _MISSING = object()
+# Keys of older configs, and what replaced them.
+REMOVED_KEYS = {
+    "extract.num_frames": "set config.data.num_frames, the one sequence length (extraction "
+                          "samples that many frames, training reads them)",
+}
 
 
 class ConfigError(ValueError):
@@ -110,6 +115,9 @@ def _device_count(c: _Checker, key: str, available: int) -> int:
 
 def _check_data(c: _Checker) -> None:
   from videojax.data import sources  # Only here: keeps this module light.
+  for old, new in REMOVED_KEYS.items():
+    if c.get(old) is not _MISSING:
+      c.problems.append(f"config.{old} was removed: {new}")
   c.name("data.layout", sources.LAYOUTS, default="ucf101")
 
 
@@ -131,7 +139,7 @@ def _check_extract(c: _Checker) -> None:
         "config.extract.pooling="):
       c.problems[-1] += " (for whole feature maps use grid with grid_size = image_size / 32)"
   c.name("extract.crop", video.CROPS, default="center")
-  for key in ("extract.num_frames", "extract.image_size", "extract.grid_size",
+  for key in ("data.num_frames", "extract.image_size", "extract.grid_size",
               "extract.batch_size", "extract.shard_size", "extract.num_workers"):
     c.positive_int(key)
   c.check("extract.temporal_scales",
@@ -146,7 +154,7 @@ def _check_train(c: _Checker) -> None:
   from videojax import checkpoint, models
 
   c.path_set("data.features_dir")
-  c.non_negative_int("data.num_frames", default=0)
+  c.positive_int("data.num_frames")
   c.check("data.val_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)")
   val_list = c.get("data.val_list", "")
   if val_list and not (isinstance(val_list, str) and os.path.isfile(val_list)

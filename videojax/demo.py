@@ -9,8 +9,9 @@ import time
 import jax
 import ml_collections
 
-from videojax import evaluation, extract, train
+from videojax import config_check, extract, metrics, train
 from videojax.data import synthetic
+from videojax.data.sources import ucf101
 from videojax.files import write_text_atomic
 
 
@@ -23,8 +24,8 @@ def results_table(rows: list[dict], class_names: list[str]) -> str:
   for r in rows:
     conf = r["confusion"]
     lines.append(f"| {r['model']} | {r['accuracy']:.3f} | "
-                 f"{evaluation.subset_accuracy(conf, order):.3f} | "
-                 f"{evaluation.subset_accuracy(conf, appearance):.3f} | {r['seconds']:.0f} s |")
+                 f"{metrics.subset_accuracy(conf, order):.3f} | "
+                 f"{metrics.subset_accuracy(conf, appearance):.3f} | {r['seconds']:.0f} s |")
   return "\n".join(lines)
 
 
@@ -35,8 +36,15 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   Layout: videos/ (generated, UCF-101 layout), features/ (HDF5 shards),
   <model>/ (checkpoints, metrics, TensorBoard, results.json) and results.md.
   Every stage is resumable: re-running skips finished work.
+
+  Raises:
+    ConfigError: a bad config, before any video is generated.
   """
   workdir = pathlib.Path(workdir)
+  checked = copy.deepcopy(config)  # The demo sets the paths itself; check the rest.
+  checked.data.root = checked.data.features_dir = str(workdir)
+  for stage in config_check.STAGES:
+    config_check.validate(checked, stage)
   t0 = time.time()
   root = synthetic.write_dataset(workdir / "videos", seed=config.train.seed,
                                  **config.demo_data.to_dict())
@@ -59,3 +67,15 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           f"{len(jax.devices())} {jax.devices()[0].platform} device(s), jax {jax.__version__}.\n")
   write_text_atomic(workdir / "results.md", text)
   return {"table": table, "results": rows, "extract_seconds": extract_seconds}
+
+
+def main(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, echo=print) -> dict:
+  """scripts/demo.py: `run_demo`, then the table, the total time and what to try next."""
+  t0 = time.time()
+  out = run_demo(config, workdir, echo=echo)
+  echo("\n" + out["table"])
+  echo(f"\nTotal {time.time() - t0:.0f} s. Checkpoints, metrics.jsonl and TensorBoard logs: "
+       f"{workdir}/<model>/; table: {workdir}/results.md")
+  clip = ucf101.read_split(f"{workdir}/videos", "test")[0].path
+  echo(f"Try: python scripts/predict.py --workdir {workdir}/gru {clip}")
+  return out

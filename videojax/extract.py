@@ -53,7 +53,7 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
     spec["frames"] = "pixels"
   else:
     spec.update(backbone=e.backbone, weights=e.weights, seed=e.seed, pooling=e.pooling)
-  spec.update(num_frames=e.num_frames, image_size=e.image_size, split=config.data.split,
+  spec.update(num_frames=config.data.num_frames, image_size=e.image_size, split=config.data.split,
               **sources.split_spec(config.data))
   if e.pooling == "grid" and not pixels:
     spec["grid_size"] = e.grid_size

@@ -1,6 +1,6 @@
 """The best checkpoint of a training run, loaded and ready to apply to features.
 
-Shared by evaluation (videojax.evaluate) and prediction (videojax.predict);
+Shared by evaluation (videojax.tools.evaluate) and prediction (videojax.tools.predict);
 imports neither TensorFlow nor matplotlib, so both start quickly.
 """
 from __future__ import annotations

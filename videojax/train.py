@@ -22,7 +22,7 @@ from flax.training import train_state
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from videojax import config_check, evaluation, models, sharding
+from videojax import config_check, metrics, models, sharding
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.errors import UserError
@@ -238,8 +238,8 @@ def _per_device(mesh, step, num_outputs: int = 1, **kwargs):
   return run
 
 
-def evaluate(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSet],
-             batch_size: int, sizes: np.ndarray) -> dict[str, Any]:
+def evaluate_split(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSet],
+                   batch_size: int, sizes: np.ndarray) -> dict[str, Any]:
   """Loss and confusion over every example of a split, each counted exactly once.
 
   Args:
@@ -326,7 +326,7 @@ def load_data(config: ml_collections.ConfigDict, echo=print) -> parts_lib.Parts:
   """This process's parts of the train, validation and test splits (`parts.load_parts`)."""
   return parts_lib.load_parts(
       config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
-      process_count=jax.process_count(), num_frames=config.data.get("num_frames", 0),
+      process_count=jax.process_count(), num_frames=config.data.num_frames,
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
                                          seed=config.train.seed,
                                          val_list=config.data.get("val_list", ""), echo=echo))
@@ -412,9 +412,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     epoch_metrics = []
     ckpt_metrics = None
     if sum(data.sizes["val"]):
-      val = evaluate(steps, state, data.val, config.eval.batch_size, data.sizes["val"])
+      val = evaluate_split(steps, state, data.val, config.eval.batch_size, data.sizes["val"])
       summary.update(val_loss=val["loss"],
-                     val_accuracy=evaluation.summarize(val["confusion"],
+                     val_accuracy=metrics.summarize(val["confusion"],
                                                        data.class_names)["accuracy"])
       ckpt_metrics = {"val_accuracy": summary["val_accuracy"], "val_loss": summary["val_loss"]}
     summary["epoch"] = (step + 1) / spe
@@ -426,8 +426,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
 
   best = ckpts.best_step()
   state = ckpts.restore(best, state)
-  test = evaluate(steps, state, data.test, config.eval.batch_size, data.sizes["test"])
-  results = evaluation.summarize(test["confusion"], data.class_names)
+  test = evaluate_split(steps, state, data.test, config.eval.batch_size, data.sizes["test"])
+  results = metrics.summarize(test["confusion"], data.class_names)
   # Side by side with test: a gap between them flags a leak. The best step's validation
   # metrics were measured when it was saved; evaluating the same state again gives them.
   results.update(ckpts.metrics(best) or {})
@@ -440,7 +440,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                  checkpoint=str(ckpts.directory / str(best)))
   if jax.process_index() == 0:
     write_json_atomic(workdir / "results.json", results)
-    evaluation.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
+    metrics.write_confusion_csv(workdir / "confusion.csv", test["confusion"],
                                    data.class_names)
     # The validation number shown is the one that chose the step (config.train.best_metric).
     chosen = "best step" if ckpts.score(best) is not None else "latest step"

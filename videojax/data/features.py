@@ -172,8 +172,8 @@ def subsample_frames(fs: FeatureSet, num_frames: int) -> FeatureSet:
   """
   from videojax.data.video import sample_indices  # Only here: keeps cv2 out of readers' path.
   if not 1 <= num_frames <= fs.num_frames:
-    raise ValueError(f"data.num_frames={num_frames} must lie in [1, {fs.num_frames}] (the "
-                     f"features hold {fs.num_frames} frames; 0 uses them all)")
+    raise ValueError(f"data.num_frames={num_frames} must lie in [1, {fs.num_frames}]: the "
+                     f"features hold {fs.num_frames} frames")
   if num_frames == fs.num_frames:
     return fs
   out = np.zeros((len(fs), num_frames, fs.feature_dim), fs.features.dtype)

@@ -19,13 +19,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from videojax import plots
 from videojax.files import write_text_atomic
+from videojax.tools import plots
 
 # The config keys a run report shows (besides model.<name>.*), when run_config.json exists.
 CONFIG_KEYS = ("data.root", "data.layout", "data.features_dir", "data.num_frames",
                "data.val_fraction", "extract.backbone", "extract.weights", "extract.pooling",
-               "extract.num_frames", "extract.image_size", "extract.temporal_scales",
+               "extract.image_size", "extract.temporal_scales",
                "model.name", "train.batch_size", "train.num_epochs", "train.learning_rate",
                "train.weight_decay", "train.label_smoothing", "train.seed")
 META_KEYS = ("model", "model_kwargs", "num_frames", "feature_dim", "features_dir",

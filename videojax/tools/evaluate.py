@@ -1,9 +1,9 @@
 """Evaluation of trained runs on a split of features: metrics, test-time views, ensembles.
 
 `evaluate(workdirs, out_dir)` loads the best checkpoint of each run, applies it
-jitted on one device to every view (videojax.tta) of the split's clips, averages
+jitted on one device to every view (videojax.tools.tta) of the split's clips, averages
 the probabilities over views and then over runs, and writes the metrics of
-videojax.evaluation with the probabilities they came from.
+videojax.metrics with the probabilities they came from.
 
 Runs of an ensemble may differ in model and in features (another backbone,
 another crop) but must agree on the class list and on the clips: their
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from videojax import evaluation, plots
-from videojax import tta as tta_lib
+from videojax import metrics as metrics_lib
+from videojax.tools import plots
+from videojax.tools import tta as tta_lib
 from videojax.data import features as features_lib
 from videojax.data import parts as parts_lib
 from videojax.files import write_json_atomic
@@ -134,7 +135,7 @@ def predict_probabilities(run: Run, fs: features_lib.FeatureSet,
                           desc: str | None = None) -> np.ndarray:
   """f32[n, k] probabilities of every clip of `fs`, averaged over the views of `modes`.
 
-  The views (videojax.tta) act on the positions of `fs`, which must already be
+  The views (videojax.tools.tta) act on the positions of `fs`, which must already be
   those the run reads (load_run_features subsamples them).
 
   Batches of min(batch_size, n) clips; the last is padded with copies of its last
@@ -241,7 +242,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: gets metrics.json, per_class.csv, confusion.csv, confusion.png and
       probabilities.npz (video_ids, labels, probs, class_names).
     split: the feature split to evaluate, e.g. 'test'.
-    tta: test-time views (videojax.tta.MODES, or a comma string); each
+    tta: test-time views (videojax.tools.tta.MODES, or a comma string); each
       run's probabilities are the mean over all views.
     features_dirs: None for each run's own features; one dir for every run; or
       one per run. A dir other than a run's own must be made the same way.
@@ -250,7 +251,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
 
   Returns:
     The content of metrics.json: the metrics of
-    `evaluation.classification_metrics` (without the confusion matrix) and what
+    `metrics.classification_metrics` (without the confusion matrix) and what
     was evaluated (runs, steps, features, split, views).
 
   Raises:
@@ -287,15 +288,15 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
                for run, d in zip(runs, dirs)]
   probs = (total / len(runs)).astype(np.float32)
   class_names = runs[0].class_names
-  metrics = evaluation.classification_metrics(probs, base.labels, class_names)
+  metrics = metrics_lib.classification_metrics(probs, base.labels, class_names)
   confusion = metrics.pop("confusion")
 
   out_dir = pathlib.Path(out_dir)
   report = {**metrics, "split": split, "tta": list(modes),
             "num_views": tta_lib.num_views(modes), "runs": described}
   write_json_atomic(out_dir / "metrics.json", report)
-  evaluation.write_per_class_csv(out_dir / "per_class.csv", metrics["per_class"])
-  evaluation.write_confusion_csv(out_dir / "confusion.csv", confusion, class_names)
+  metrics_lib.write_per_class_csv(out_dir / "per_class.csv", metrics["per_class"])
+  metrics_lib.write_confusion_csv(out_dir / "confusion.csv", confusion, class_names)
   plots.confusion_png(out_dir / "confusion.png", confusion, class_names)
   write_probabilities(out_dir / "probabilities.npz", base.video_ids, base.labels, probs,
                       class_names)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import pathlib
+import sys
+from collections.abc import Sequence
 
 import numpy as np
 
 from videojax import sharding
 from videojax.data import features as features_lib
+from videojax.data.video import VideoError
 from videojax.extract import BACKBONE_FILE, FramePacker, frame_encoder, read_views
 from videojax.runs import load_run
 
@@ -58,3 +61,25 @@ class Predictor:
     probs = self.probabilities(path)
     order = np.argsort(-probs)[:k]
     return [(self.class_names[i], float(probs[i])) for i in order]
+
+
+def print_top_k(workdir: str | pathlib.Path, paths: Sequence[str], top_k: int = 5) -> int:
+  """scripts/predict.py: each video's top-k classes on stdout, one block per video.
+
+  A video that cannot be read prints `<path>: error: ...` and the others go on.
+  Returns the exit status: 1 if any video failed, else 0.
+  """
+  predictor = Predictor(workdir)
+  print(predictor.chosen, file=sys.stderr)  # stderr: stdout stays one block per video.
+  status = 0
+  for path in paths:
+    try:
+      top = predictor.top_k(path, top_k)
+    except VideoError as e:
+      print(f"{path}: error: {e}")
+      status = 1
+      continue
+    print(path)
+    for name, p in top:
+      print(f"  {p:7.2%}  {name}")
+  return status

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from videojax import evaluation
+from videojax import metrics as metrics_lib
 
 
 def test_summary_matches_sklearn():
@@ -11,18 +11,18 @@ def test_summary_matches_sklearn():
   y_true = rng.integers(0, 4, 200)
   y_pred = np.where(rng.random(200) < 0.6, y_true, rng.integers(0, 4, 200))
   conf = metrics.confusion_matrix(y_true, y_pred, labels=range(5))  # class 4 has no examples
-  s = evaluation.summarize(conf, list("abcde"))
+  s = metrics_lib.summarize(conf, list("abcde"))
   assert abs(s["accuracy"] - metrics.accuracy_score(y_true, y_pred)) < 1e-12
   recall = metrics.recall_score(y_true, y_pred, labels=range(4), average=None)
   np.testing.assert_allclose([s["per_class_accuracy"][c] for c in "abcd"], recall, atol=1e-12)
   assert s["per_class_accuracy"]["e"] is None and s["num_examples"] == 200
   mask = np.isin(y_true, [1, 3])
-  assert abs(evaluation.subset_accuracy(conf, [1, 3])
+  assert abs(metrics_lib.subset_accuracy(conf, [1, 3])
              - metrics.accuracy_score(y_true[mask], y_pred[mask])) < 1e-12
 
 
 def test_confusion_csv(tmp_path):
-  evaluation.write_confusion_csv(tmp_path / "c.csv", np.array([[3, 1], [0, 2]]), ["x", "y"])
+  metrics_lib.write_confusion_csv(tmp_path / "c.csv", np.array([[3, 1], [0, 2]]), ["x", "y"])
   assert (tmp_path / "c.csv").read_text().splitlines()[1:] == ["x,3,1", "y,0,2"]
 
 
@@ -49,14 +49,14 @@ def test_top_k_matches_sklearn_with_ties_to_the_lower_index(quantize):
   k = probs.shape[1]
   if quantize:
     assert (np.sort(probs, 1)[:, -1] == np.sort(probs, 1)[:, -2]).any()  # ties at the top
-  assert evaluation.top_k_accuracy(probs, labels, 1) == np.mean(probs.argmax(1) == labels)
+  assert metrics_lib.top_k_accuracy(probs, labels, 1) == np.mean(probs.argmax(1) == labels)
   for j in (1, 2, 5, k - 1):
     # sklearn breaks ties toward the higher index; on reversed columns that is our lower one.
     want = metrics.top_k_accuracy_score(k - 1 - labels, probs[:, ::-1], k=j, labels=range(k))
-    assert abs(evaluation.top_k_accuracy(probs, labels, j) - want) < TOL
-  assert evaluation.top_k_accuracy(probs, labels, k) == 1.0
+    assert abs(metrics_lib.top_k_accuracy(probs, labels, j) - want) < TOL
+  assert metrics_lib.top_k_accuracy(probs, labels, k) == 1.0
   with pytest.raises(ValueError, match="1 <= k <= 7"):
-    evaluation.top_k_accuracy(probs, labels, 8)
+    metrics_lib.top_k_accuracy(probs, labels, 8)
 
 
 def test_precision_recall_f1_match_sklearn_zero_division_0():
@@ -64,9 +64,9 @@ def test_precision_recall_f1_match_sklearn_zero_division_0():
   probs[:, 4] = 0  # class 4: has examples, never predicted (precision 0/0 -> 0)
   probs[labels == 0, 6] = 1.0  # class 6: predicted, never present (recall undefined)
   pred = probs.argmax(1)
-  conf = evaluation.confusion_matrix(labels, pred, 7)
+  conf = metrics_lib.confusion_matrix(labels, pred, 7)
   np.testing.assert_array_equal(conf, metrics.confusion_matrix(labels, pred, labels=range(7)))
-  p, r, f = evaluation.precision_recall_f1(conf)
+  p, r, f = metrics_lib.precision_recall_f1(conf)
   present = [0, 1, 2, 3, 4]
   sp, sr, sf, _ = metrics.precision_recall_fscore_support(labels, pred, labels=range(7),
                                                           zero_division=0)
@@ -74,7 +74,7 @@ def test_precision_recall_f1_match_sklearn_zero_division_0():
   np.testing.assert_allclose(r[present], sr[present], atol=TOL)
   np.testing.assert_allclose(f[present], sf[present], atol=TOL)
   assert p[4] == 0 and p[6] == 0 and np.isnan(r[5:]).all() and np.isnan(f[5:]).all()
-  m = evaluation.classification_metrics(probs, labels, list("abcdefg"))
+  m = metrics_lib.classification_metrics(probs, labels, list("abcdefg"))
   for key, fn in [("macro_precision", metrics.precision_score),
                   ("macro_recall", metrics.recall_score), ("macro_f1", metrics.f1_score)]:
     want = fn(labels, pred, labels=present, average="macro", zero_division=0)
@@ -88,26 +88,26 @@ def test_precision_recall_f1_match_sklearn_zero_division_0():
 @pytest.mark.parametrize("quantize", [None, 2])
 def test_roc_auc_matches_sklearn_one_vs_rest(quantize):
   probs, labels = _probs(quantize=quantize, absent=(5,))
-  auc = evaluation.roc_auc_ovr(probs, labels)
+  auc = metrics_lib.roc_auc_ovr(probs, labels)
   present = [c for c in range(7) if c != 5]
   for c in present:
     assert abs(auc[c] - metrics.roc_auc_score(labels == c, probs[:, c])) < TOL
   assert np.isnan(auc[5])  # no positives: undefined, left out of the macro mean
-  m = evaluation.classification_metrics(probs, labels, list("abcdefg"))
+  m = metrics_lib.classification_metrics(probs, labels, list("abcdefg"))
   assert abs(m["macro_roc_auc"] - np.mean([metrics.roc_auc_score(labels == c, probs[:, c])
                                            for c in present])) < TOL
   assert m["classes_with_auc"] == 6 and m["per_class"][5]["roc_auc"] is None
   # Every class present: sklearn's own multi-class one-vs-rest macro average.
   probs, labels = _probs(quantize=quantize, absent=())
   want = metrics.roc_auc_score(labels, probs, multi_class="ovr", average="macro")
-  assert abs(evaluation.classification_metrics(probs, labels, list("abcdefg"))["macro_roc_auc"]
+  assert abs(metrics_lib.classification_metrics(probs, labels, list("abcdefg"))["macro_roc_auc"]
              - want) < TOL
 
 
 def test_roc_auc_of_a_class_without_negatives_is_none():
   labels = np.array([1, 1, 1])
   probs = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
-  m = evaluation.classification_metrics(probs, labels, ["a", "b"])
+  m = metrics_lib.classification_metrics(probs, labels, ["a", "b"])
   assert m["macro_roc_auc"] is None and m["classes_with_auc"] == 0
   assert m["top5_accuracy"] is None and m["top1_accuracy"] == 1 / 3  # tie [0.5, 0.5] -> class 0
   assert m["per_class"][0]["precision"] == 0 and m["per_class"][1]["precision"] == 1
@@ -115,22 +115,22 @@ def test_roc_auc_of_a_class_without_negatives_is_none():
 
 def test_classification_metrics_matches_summarize_and_refuses_bad_input():
   probs, labels = _probs()
-  m = evaluation.classification_metrics(probs, labels, list("abcdefg"))
-  s = evaluation.summarize(m["confusion"], list("abcdefg"))
+  m = metrics_lib.classification_metrics(probs, labels, list("abcdefg"))
+  s = metrics_lib.summarize(m["confusion"], list("abcdefg"))
   assert m["top1_accuracy"] == s["accuracy"]
   assert [r["accuracy"] for r in m["per_class"]] == list(s["per_class_accuracy"].values())
   with pytest.raises(ValueError, match=r"labels must be integers in \[0, 7\)"):
-    evaluation.classification_metrics(probs, labels + 1, list("abcdefg"))
+    metrics_lib.classification_metrics(probs, labels + 1, list("abcdefg"))
   with pytest.raises(ValueError, match="6 class names for probabilities of 7 classes"):
-    evaluation.classification_metrics(probs, labels, list("abcdef"))
+    metrics_lib.classification_metrics(probs, labels, list("abcdef"))
   with pytest.raises(ValueError, match="no examples"):
-    evaluation.top_k_accuracy(probs[:0], labels[:0], 1)
+    metrics_lib.top_k_accuracy(probs[:0], labels[:0], 1)
 
 
 def test_per_class_csv_leaves_undefined_values_blank(tmp_path):
-  m = evaluation.classification_metrics(np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 0]),
+  m = metrics_lib.classification_metrics(np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 0]),
                                         ["x", "y"])
-  evaluation.write_per_class_csv(tmp_path / "p.csv", m["per_class"])
+  metrics_lib.write_per_class_csv(tmp_path / "p.csv", m["per_class"])
   assert (tmp_path / "p.csv").read_text().splitlines() == [
       "class,support,predicted,accuracy,precision,recall,f1,roc_auc",
       "x,2,1,0.5,1.0,0.5,0.6666666666666666,", "y,0,1,,0.0,,,"]

@@ -13,10 +13,8 @@ distinct extraction setting, trains each cell once per seed with
   accuracy.png, curves.png   test accuracy vs the first axis; val accuracy per epoch
 
 Sequence length: features are extracted once at the longest swept
-`data.num_frames` (`extract.num_frames` is set to it) and each shorter T is
-subsampled from them at training time (`features.subsample_frames`). Where
-`extract.num_frames` is swept too, each extraction keeps its own T and a cell
-whose data.num_frames exceeds it is refused.
+`data.num_frames` (into features/<extraction keys>,num_frames=<T>) and each
+shorter T is subsampled from them at training time (`features.subsample_frames`).
 
 Every stage resumes: finished shards are skipped, a run with results.json is
 skipped and its results reused (after checking that its run_config.json is this
@@ -26,7 +24,6 @@ filesystem every host sees, as for checkpoints).
 """
 from __future__ import annotations
 
-import ast
 import copy
 import csv
 import dataclasses
@@ -45,7 +42,9 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from videojax import config_check, extract, models, plots, report, train
+from videojax import config_check, extract, models, train
+from videojax import config_variants as variants
+from videojax.tools import plots, report
 from videojax.checkpoint import CheckpointMismatch
 from videojax.files import write_json_atomic, write_text_atomic
 
@@ -72,7 +71,7 @@ STAT_COLUMNS = ("test_accuracy", "best_val_accuracy", "train_seconds", "seconds"
                 "examples_per_second")
 
 
-class SweepError(ValueError):
+class SweepError(variants.VariantError):
   """A --sweep or --seeds value that names no config key or does not parse."""
 
 
@@ -84,14 +83,22 @@ class Axis:
 
 
 @dataclasses.dataclass
-class Run:
-  """One cell x seed: its config (features_dir and seed set) and folders."""
-  cell: dict[str, Any]
-  cell_name: str
+class Cell:
+  """One cell of the sweep at one seed: its swept values, config (features_dir and seed
+  set) and folders."""
+  values: dict[str, Any]
+  name: str
   seed: int
   config: ml_collections.ConfigDict
   workdir: pathlib.Path
   features_name: str
+  features_frames: int  # T of the features: the longest data.num_frames of the sweep
+
+  def extraction_config(self) -> ml_collections.ConfigDict:
+    """The config that extracts this cell's features (data.num_frames = features_frames)."""
+    c = copy.deepcopy(self.config)
+    c.data.num_frames = self.features_frames
+    return c
 
   @property
   def done(self) -> bool:
@@ -99,92 +106,6 @@ class Run:
 
 
 # Parsing --sweep.
-
-def _leaf(config: ml_collections.ConfigDict, key: str, flag: str) -> Any:
-  """The current value of dotted `key`; SweepError naming the keys accepted where it fails."""
-  node, parts = config, key.split(".")
-  for depth, part in enumerate(parts):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      where = ".".join(parts[:depth])
-      keys = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ""
-      raise SweepError(f"{flag}: unknown config key {key!r}; keys under "
-                       f"{where or 'the config'!r}: {keys}")
-    node = node[part]
-  if isinstance(node, ml_collections.ConfigDict):
-    raise SweepError(f"{flag}: {key!r} is a group of keys, not a value; sweep one of "
-                     f"{', '.join(f'{key}.{k}' for k in sorted(node.keys()))}")
-  return node
-
-
-def _split_values(text: str) -> list[str]:
-  """'8,16,(1,2)' -> ['8', '16', '(1,2)']: commas inside brackets stay."""
-  out, depth, start = [], 0, 0
-  for i, ch in enumerate(text):
-    if ch in "([":
-      depth += 1
-    elif ch in ")]":
-      depth -= 1
-    elif ch == "," and depth == 0:
-      out.append(text[start:i])
-      start = i + 1
-  out.append(text[start:])
-  return [v.strip() for v in out]
-
-
-def parse_value(current: Any, text: str, key: str, flag: str = "--sweep") -> Any:
-  """`text` parsed to the type of `current`, the config's value of `key`.
-
-  bool: true/false (also yes/no, 1/0); int; float (ints accepted); str as given;
-  tuple: a Python literal in brackets, e.g. (16, 8). A field that is None takes
-  a Python literal, or the text as a string.
-
-  Raises:
-    SweepError: naming `key`, the bad value and the accepted form.
-  """
-  def bad(form: str, example: str) -> SweepError:
-    return SweepError(f"{flag}: {text!r} is not a valid value of {key} ({form}; e.g. "
-                      f"--sweep {key}={example})")
-
-  if isinstance(current, bool):
-    low = text.lower()
-    if low in ("true", "yes", "1"):
-      return True
-    if low in ("false", "no", "0"):
-      return False
-    raise bad("true or false", "true,false")
-  if isinstance(current, int):
-    try:
-      return int(text)
-    except ValueError:
-      raise bad("an integer", "8,16,32") from None
-  if isinstance(current, float):
-    try:
-      return float(text)
-    except ValueError:
-      raise bad("a number", "0.001,0.0003") from None
-  if isinstance(current, str):
-    if not text:
-      raise bad("a non-empty string", "a,b")
-    return text
-  if isinstance(current, (tuple, list)):
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      raise bad("a tuple in brackets", "(16,8),(32,16)") from None
-    if not isinstance(value, (tuple, list)):
-      raise bad("a tuple in brackets", "(16,8),(32,16)")
-    numeric = all(isinstance(v, (int, float)) for v in current)
-    if current and numeric and not all(isinstance(v, (int, float)) for v in value):
-      raise bad("a tuple of numbers", "(16,8),(32,16)")
-    return tuple(value)
-  if current is None:
-    try:
-      return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      return text
-  raise SweepError(f"{flag}: config key {key} holds a {type(current).__name__}, which "
-                   "cannot be swept")
-
 
 def parse_sweep(config: ml_collections.ConfigDict, spec: str) -> Axis:
   """'key=v1,v2,...' -> Axis, values parsed to the type of config's `key`.
@@ -201,8 +122,11 @@ def parse_sweep(config: ml_collections.ConfigDict, spec: str) -> Axis:
                      "--sweep data.num_frames=8,16,32")
   if key in RESERVED_KEYS:
     raise SweepError(f"{flag}: {key} cannot be swept: {RESERVED_KEYS[key]}")
-  current = _leaf(config, key, flag)
-  values = tuple(parse_value(current, v, key, flag) for v in _split_values(text))
+  try:
+    current = variants.leaf(config, key)
+    values = tuple(variants.parse_value(current, v, key) for v in variants.split_items(text))
+  except variants.VariantError as e:
+    raise SweepError(f"{flag}: {e}") from None
   if len(set(map(repr, values))) != len(values):
     raise SweepError(f"{flag}: a value of {key} is given twice")
   if key in CHOICES:
@@ -210,14 +134,13 @@ def parse_sweep(config: ml_collections.ConfigDict, spec: str) -> Axis:
       if v not in CHOICES[key]:
         raise SweepError(f"{flag}: {key}={v!r}; accepted: {', '.join(CHOICES[key])}")
   if key == "data.num_frames" and min(values) < 1:
-    raise SweepError(f"{flag}: swept data.num_frames must be >= 1 (0, all frames, means "
-                     "a different T per extraction; give the lengths)")
+    raise SweepError(f"{flag}: swept data.num_frames must be >= 1")
   return Axis(key, values)
 
 
 def parse_seeds(text: str | Sequence[int | str]) -> tuple[int, ...]:
   """'0,1,2' or [0, 1, 2] -> (0, 1, 2); SweepError naming --seeds otherwise."""
-  items = _split_values(text) if isinstance(text, str) else list(text)
+  items = variants.split_items(text) if isinstance(text, str) else list(text)
   try:
     seeds = tuple(int(s) for s in items)
   except ValueError:
@@ -255,57 +178,41 @@ def is_extraction_key(key: str) -> bool:
                                         and key not in TRAINING_DATA_KEYS)
 
 
-def _set(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-  *path, leaf = key.split(".")
-  node = config
-  for part in path:
-    node = node[part]
-  node[leaf] = value
-
-
 def plan_runs(config: ml_collections.ConfigDict, axes: Sequence[Axis], seeds: Sequence[int],
-              out: str | pathlib.Path) -> list[Run]:
+              out: str | pathlib.Path) -> list[Cell]:
   """Every cell x seed, ordered seed-major so that a full seed comes early.
 
-  Sets in each run's config: the swept values, train.seed, data.features_dir
-  (<out>/features/<name>, one per extraction setting) and, where data.num_frames
-  is swept but extract.num_frames is not, extract.num_frames = the longest T.
+  Sets in each run's config: the swept values, train.seed and data.features_dir
+  (<out>/features/<name>, one per extraction setting, extracted at the longest
+  data.num_frames of the sweep).
 
   Raises:
-    SweepError: a key swept twice, or a cell whose data.num_frames exceeds its
-      extract.num_frames.
+    SweepError: a key swept twice, or two cells with the same folder name.
   """
   out = pathlib.Path(out)
   keys = [a.key for a in axes]
   if len(set(keys)) != len(keys):
     raise SweepError(f"--sweep: a key is swept twice: {', '.join(keys)}")
-  longest = None
-  if "data.num_frames" in keys and "extract.num_frames" not in keys:
-    longest = max(next(a for a in axes if a.key == "data.num_frames").values)
+  longest = max(next((a.values for a in axes if a.key == "data.num_frames"),
+                      (config.data.num_frames,)))
   runs, names = [], {}
   for values in itertools.product(*(a.values for a in axes)):
     cell = dict(zip(keys, values))
     c = copy.deepcopy(config)
     for k, v in cell.items():
-      _set(c, k, v)
-    if longest is not None:
-      c.extract.num_frames = longest
-    if c.data.num_frames > c.extract.num_frames:
-      raise SweepError(
-          f"data.num_frames={c.data.num_frames} exceeds extract.num_frames="
-          f"{c.extract.num_frames} in cell {cell_name(cell)}: the features hold "
-          f"{c.extract.num_frames} frames; sweep data.num_frames up to it")
+      variants.set_leaf(c, k, v)
     name = cell_name(cell)
     if names.setdefault(name, cell) != cell:
       raise SweepError(f"--sweep: cells {names[name]} and {cell} get the same folder name "
                        f"{name!r}; give values that differ in letters or digits")
     features = {k: v for k, v in cell.items() if is_extraction_key(k)}
-    features["extract.num_frames"] = c.extract.num_frames
+    features["num_frames"] = longest
     features_name = cell_name(features)
     c.data.features_dir = str(out / "features" / features_name)
     runs.append((cell, name, c, features_name))
-  return [Run(cell=cell, cell_name=name, seed=seed, config=_with_seed(c, seed),
-              workdir=out / "runs" / name / f"seed{seed}", features_name=features_name)
+  return [Cell(values=cell, name=name, seed=seed, config=_with_seed(c, seed),
+              workdir=out / "runs" / name / f"seed{seed}", features_name=features_name,
+               features_frames=longest)
           for seed in seeds for cell, name, c, features_name in runs]
 
 
@@ -330,7 +237,7 @@ def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return out
 
 
-def check_finished_run(run: Run) -> None:
+def check_finished_run(run: Cell) -> None:
   """Refuses to reuse a finished run made with another config.
 
   Compares the run's run_config.json with this sweep's config of it, on the keys
@@ -371,7 +278,7 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
   return [by_step[s] for s in sorted(by_step)]
 
 
-def result_row(run: Run, results: Mapping[str, Any], out: pathlib.Path) -> dict[str, Any]:
+def result_row(run: Cell, results: Mapping[str, Any], out: pathlib.Path) -> dict[str, Any]:
   """One results.csv row: swept values, seed, test and best val accuracy, timing.
 
   examples_per_second = total_steps * batch_size / train_seconds (train_seconds of
@@ -382,7 +289,7 @@ def result_row(run: Run, results: Mapping[str, Any], out: pathlib.Path) -> dict[
   batch = run.config.train.batch_size
   train_seconds = float(results.get("train_seconds", math.nan))
   steps = int(results.get("total_steps", 0))
-  return {"cell": run.cell_name, **{k: format_value(v) for k, v in run.cell.items()},
+  return {"cell": run.name, **{k: format_value(v) for k, v in run.values.items()},
           "seed": run.seed, "test_accuracy": float(results["accuracy"]),
           "test_loss": float(results.get("test_loss", math.nan)),
           "best_val_accuracy": max(val) if val else math.nan,
@@ -439,7 +346,7 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]], keys: Sequence[str],
 
 
 def write_outputs(out: pathlib.Path, rows: list[dict], axes: Sequence[Axis],
-                  runs: Sequence[Run]) -> dict[str, pathlib.Path]:
+                  runs: Sequence[Cell]) -> dict[str, pathlib.Path]:
   """results.csv, summary.csv, summary.md, accuracy.png and curves.png under `out`."""
   keys = [a.key for a in axes]
   summary = summarize(rows, keys)
@@ -475,16 +382,16 @@ def _accuracy_plot(path: pathlib.Path, summary: Sequence[Mapping[str, Any]],
                             title="Test accuracy, mean ± sample std over seeds")
 
 
-def _curves_plot(path: pathlib.Path, runs: Sequence[Run]) -> pathlib.Path:
+def _curves_plot(path: pathlib.Path, runs: Sequence[Cell]) -> pathlib.Path:
   """Validation accuracy per epoch of each cell, the mean over its seeds."""
   per_cell: dict[str, dict[float, list[float]]] = {}
   for run in runs:
-    epochs = per_cell.setdefault(run.cell_name, {})
+    epochs = per_cell.setdefault(run.name, {})
     for m in read_metrics(run.workdir):
       if "val_accuracy" in m:
         epochs.setdefault(round(float(m.get("epoch", m["step"])), 3), []).append(
             m["val_accuracy"])
-  labels = {run.cell_name: ", ".join(f"{k}={format_value(v)}" for k, v in run.cell.items())
+  labels = {run.name: ", ".join(f"{k}={format_value(v)}" for k, v in run.values.items())
             or "base" for run in runs}
   curves = {labels[name]: (sorted(e), [float(np.mean(e[x])) for x in sorted(e)])
             for name, e in per_cell.items() if e}
@@ -492,7 +399,7 @@ def _curves_plot(path: pathlib.Path, runs: Sequence[Run]) -> pathlib.Path:
                           title="Validation accuracy per epoch, mean over seeds")
 
 
-def _validate_cells(runs: Sequence[Run], features: Mapping[str, ml_collections.ConfigDict]
+def _validate_cells(runs: Sequence[Cell], features: Mapping[str, ml_collections.ConfigDict]
                     ) -> None:
   """Checks every unfinished cell's config before anything is extracted or written.
 
@@ -503,7 +410,7 @@ def _validate_cells(runs: Sequence[Run], features: Mapping[str, ml_collections.C
   """
   todo = [("extract", n, c) for n, c in features.items()
           if not all(r.done for r in runs if r.features_name == n)]
-  todo += [("train", f"{r.cell_name} seed {r.seed}", r.config) for r in runs if not r.done]
+  todo += [("train", f"{r.name} seed {r.seed}", r.config) for r in runs if not r.done]
   for stage, name, c in todo:
     try:
       config_check.validate(c, stage)
@@ -544,21 +451,22 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
       check_finished_run(run)
   features = {}
   for run in runs:
-    features.setdefault(run.features_name, run.config)
+    if run.features_name not in features:
+      features[run.features_name] = run.extraction_config()
   _validate_cells(runs, features)
   if writer:
     write_json_atomic(out / "ablation.json", {
         "sweep": {a.key: [format_value(v) for v in a.values] for a in axes},
         "seeds": list(seeds), "std": STD, "num_runs": len(runs),
         "features": {n: {"dir": str(out / "features" / n),
-                         "extract.num_frames": c.extract.num_frames}
+                         "num_frames": c.data.num_frames}
                      for n, c in features.items()}})
 
   extracted = []
   for name, c in features.items():
     if all(r.done for r in runs if r.features_name == name):
       continue
-    echo(f"Features {name}: extracting at T={c.extract.num_frames} into "
+    echo(f"Features {name}: extracting at T={c.data.num_frames} into "
          f"{c.data.features_dir}")
     extract.extract_features(c, worker=jax.process_index(), num_workers=jax.process_count(),
                              echo=echo)
@@ -570,14 +478,14 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
   rows, trained, skipped = [], [], []
   bar = tqdm(runs, desc="ablation", unit="run", disable=None)
   for i, run in enumerate(bar):
-    bar.set_postfix_str(f"{run.cell_name} seed{run.seed}")
+    bar.set_postfix_str(f"{run.name} seed{run.seed}")
     if run.done:
       results = json.loads((run.workdir / "results.json").read_text())
       skipped.append(run.workdir)
     else:
       if writer:
         write_json_atomic(run.workdir / "run_config.json", flat_config(run.config))
-      echo(f"[{i + 1}/{len(runs)}] {run.cell_name} seed {run.seed}")
+      echo(f"[{i + 1}/{len(runs)}] {run.name} seed {run.seed}")
       results = train.train_and_evaluate(run.config, str(run.workdir), echo=echo)
       trained.append(run.workdir)
     if writer:

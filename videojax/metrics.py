@@ -1,7 +1,7 @@
 """Classification metrics: from a confusion matrix, and from class probabilities.
 
 Pure numpy (scikit-learn is only the tests' reference). Conventions, each
-checked against scikit-learn in tests/test_evaluation.py and tests/test_evaluate.py:
+checked against scikit-learn in tests/test_metrics.py and tests/test_evaluate.py:
 
 * Predictions are the argmax of the probabilities; ranks for top-k break ties
   toward the lower class index, as `np.argmax` / `jnp.argmax` do, so top-1 is the
