@@ -156,7 +156,7 @@ def test_convlstm_trains_end_to_end(pixels_run):
 
 
 def test_predict_embeds_raw_frames(pixels_run):
-  from videojax.predict import Predictor
+  from videojax.tools.predict import Predictor
   predictor = Predictor(pixels_run["base"] / "run")  # No backbone file to load.
   fs = F.load_split(pixels_run["config"].data.features_dir, "test")
   example = next(e for e in ucf101.read_split(pixels_run["root"], "test")
