@@ -343,9 +343,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   newest whole checkpoint in `workdir` with the same data order (a damaged
   newer step is moved aside with a warning).
 
+  Training runs config.train.num_epochs epochs, or stops earlier with
+  config.train.early_stopping_patience (`early_stop_reason`); the optimizer and the
+  step follow the recipe switches of config.train (`optim.recipe`), logged at start.
+
   Returns:
-    The test results: accuracy, per-class accuracy, confusion, timing, and
-    which step was evaluated (best_step, best_metric, best_value).
+    The test results: accuracy, per-class accuracy, confusion, timing, which step
+    was evaluated (best_step, best_metric, best_value), how training ended
+    (last_step, stopped_early, stop_reason) and the recipe.
 
   Raises:
     FeatureError: missing, incomplete or inconsistent feature shards.
