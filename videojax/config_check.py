@@ -22,6 +22,7 @@ POOLINGS = ("avg", "grid")
 # config.extract.frames: what extraction stores per frame: a backbone's features, or the
 # frame itself (resized, in [0, 1], flattened) for models that learn from raw frames.
 FRAMES = ("features", "pixels")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 _MISSING = object()
 # Keys of older configs, and what replaced them.
 REMOVED_KEYS = {
@@ -181,6 +182,34 @@ def _check_train(c: _Checker) -> None:
   c.non_negative_int("train.checkpoint_every_steps", default=0)
   c.name("train.best_metric", checkpoint.METRICS, default=checkpoint.METRICS[0])
   c.name("train.best_mode", checkpoint.MODES, default=checkpoint.MODES[0])
+  _check_recipe(c)
+
+
+def _check_recipe(c: _Checker) -> None:
+  """The training recipe's switches (videojax/optim.py); a missing key is the switch off."""
+  from videojax import optim
+
+  def optional(key: str, ok: Callable[[Any], bool], allowed: str) -> None:
+    if c.get(key, _MISSING) is not _MISSING:
+      c.check(key, ok, allowed)
+
+  if c.name("train.schedule", optim.SCHEDULES, default="constant") and (
+      c.get("train.schedule", "constant") == "warmup_cosine"):
+    epochs = c.get("train.num_epochs")
+    optional("train.warmup_epochs",
+             lambda v: _is_number(v) and v >= 0 and (not _is_number(epochs) or v < epochs),
+             f"a number of epochs >= 0 and below train.num_epochs={epochs!r}")
+  else:
+    optional("train.warmup_epochs", lambda v: _is_number(v) and v >= 0, "a number >= 0")
+  optional("train.grad_clip_norm", lambda v: _is_number(v) and v >= 0,
+           "a finite number >= 0 (0: no clipping)")
+  optional("train.grad_accum_steps", lambda v: _is_int(v) and v >= 1,
+           "an integer >= 1 (1: no accumulation)")
+  optional("train.frame_dropout", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+  optional("train.temporal_crop", lambda v: _is_number(v) and 0 <= v <= 1,
+           "0 (off) or the least fraction of a clip's frames kept, in (0, 1]")
+  c.name("train.compute_dtype", COMPUTE_DTYPES, default="float32")
+  c.non_negative_int("train.early_stopping_patience", default=0)
 
 
 def validate(config: ml_collections.ConfigDict, stage: str) -> None:

@@ -22,7 +22,7 @@ from flax.training import train_state
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from videojax import config_check, metrics, models, sharding
+from videojax import augment, config_check, metrics, models, optim, sharding
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.errors import UserError
@@ -108,12 +108,15 @@ def model_frame_shape(config: ml_collections.ConfigDict, spec: dict,
 def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_frames: int,
                        feature_dim: int, mean: np.ndarray | None = None,
                        std: np.ndarray | None = None,
-                       frame_shape: tuple[int, ...] | None = None) -> TrainState:
+                       frame_shape: tuple[int, ...] | None = None,
+                       steps_per_epoch: int = 1) -> TrainState:
   """Initial parameters and optimizer state (deterministic in config.train.seed).
 
   `frame_shape` is what the model reads per frame (`model_frame_shape`; default
   (feature_dim,)): the state's apply_fn takes features f32[b, t, feature_dim] and
-  unflattens them to f32[b, t, *frame_shape].
+  unflattens them to f32[b, t, *frame_shape]. The optimizer is
+  `optim.make_optimizer(config.train, steps_per_epoch)`; steps_per_epoch only
+  matters to a learning-rate schedule (config.train.schedule).
   """
   model = models.create_model(config.model.name, num_classes, **model_kwargs(config))
   frame_shape = tuple(frame_shape or (feature_dim,))
@@ -122,7 +125,7 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
   init = jax.jit(functools.partial(model.init, train=False))
   params = init(rng, jnp.zeros((1, num_frames, *frame_shape), jnp.float32),
                 jnp.ones((1, num_frames), bool))["params"]
-  tx = optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay)
+  tx = optim.make_optimizer(config.train, steps_per_epoch)
   return TrainState.create(
       apply_fn=models.apply_to_flat(model, frame_shape), params=params, tx=tx,
       feature_mean=jnp.zeros(feature_dim) if mean is None else jnp.asarray(mean),
@@ -131,11 +134,18 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array,
                label_smoothing: float = 0.0, axis_name: str | None = None,
-               ) -> tuple[TrainState, Metrics]:
+               frame_dropout: float = 0.0, temporal_crop: float = 0.0,
+               compute_dtype: str = "float32") -> tuple[TrainState, Metrics]:
   """One optimizer step on a batch {features f16[b,t,d], mask bool[b,t], label i32[b]}.
 
   The loss is cross-entropy against one-hot labels smoothed by `label_smoothing`
   (0: plain); eval_step always reports the unsmoothed loss.
+
+  frame_dropout, temporal_crop: temporal augmentation of the batch (`augment.augment`),
+    drawn from `rng` and the step; 0: off.
+  compute_dtype: "float32", or "bfloat16": the model runs on bf16 copies of the
+    parameters and inputs; the loss, the gradients, the parameters and the optimizer
+    state stay f32 (eval_step always runs in f32).
 
   axis_name: None, for a whole batch on one device (or under plain jit). Inside
     `jax.shard_map` over that axis (as `Steps` runs it): the batch is this device's
@@ -149,12 +159,23 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     when the loss or a new parameter is NaN/inf (see train_and_evaluate).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
+  if frame_dropout or temporal_crop:
+    augment_rng = jax.random.fold_in(dropout_rng, _AUGMENT_STREAM)
+    if axis_name is not None:
+      augment_rng = sharding.rows_of_global_draws(augment_rng, axis_name)
+    features, mask = augment.augment(batch["features"], batch["mask"], augment_rng,
+                                     frame_dropout=frame_dropout, temporal_crop=temporal_crop)
+    batch = {**batch, "features": features, "mask": mask}
   if axis_name is not None:
     dropout_rng = sharding.rows_of_global_draws(dropout_rng, axis_name)
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, normalized_features(state, batch),
-                            batch["mask"], train=True, rngs={"dropout": dropout_rng})
+    x = normalized_features(state, batch)
+    if compute_dtype != "float32":
+      params, x = jax.tree.map(lambda a: a.astype(compute_dtype), (params, x))
+    logits = state.apply_fn({"params": params}, x, batch["mask"], train=True,
+                            rngs={"dropout": dropout_rng})
+    logits = logits.astype(jnp.float32)
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]),
                                   label_smoothing)
     loss = optax.softmax_cross_entropy(logits, targets).mean()
@@ -170,6 +191,9 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   # with finite gradients: the loss and the new parameters cover all three (one read).
   finite = jnp.isfinite(loss) & _all_finite(new.params)
   return new, {"loss": loss, "accuracy": accuracy, "finite": finite}
+
+
+_AUGMENT_STREAM = 0x617567  # Folded into the step's key: augmentation draws apart from dropout's.
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -207,11 +231,13 @@ class Steps:
   runs on one device, where the map is trivial.
   """
 
-  def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0):
+  def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0, **train_kwargs):
+    """train_kwargs: train_step's frame_dropout, temporal_crop, compute_dtype."""
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.mesh = mesh
     self.train = jax.jit(
-        _per_device(mesh, train_step, num_outputs=2, label_smoothing=label_smoothing),
+        _per_device(mesh, train_step, num_outputs=2, label_smoothing=label_smoothing,
+                    **train_kwargs),
         in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
     self.eval = jax.jit(
         _per_device(mesh, eval_step, num_classes=num_classes),
@@ -280,12 +306,29 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | pa
       "normalize_features": config.train.normalize_features,
       "label_smoothing": config.train.get("label_smoothing", 0.0),
       "num_parts": num_parts(config),
+      **_recipe_meta(config),
   }
+
+
+def _recipe_meta(config: ml_collections.ConfigDict) -> dict:
+  """The recipe switches that change the optimizer state or the steps, where not off.
+
+  Only those: a checkpoint of a run with every switch off has the meta it had before
+  they existed, and resumes as it did.
+  """
+  r = optim.recipe(config.train)
+  meta = {k: v for k, v in r.items()
+          if k != "early_stopping_patience" and v != optim.DEFAULTS[k]}
+  if r["schedule"] != "constant":  # The schedule's length.
+    meta["schedule_num_epochs"] = config.train.num_epochs
+  return meta
 
 
 _RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "num_frames",
                 "feature_dim", "train_seed", "batch_size", "learning_rate",
-                "normalize_features", "label_smoothing", "num_parts")
+                "normalize_features", "label_smoothing", "num_parts", "schedule",
+                "warmup_epochs", "schedule_num_epochs", "grad_clip_norm", "grad_accum_steps",
+                "frame_dropout", "temporal_crop", "compute_dtype")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -298,9 +341,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   newest whole checkpoint in `workdir` with the same data order (a damaged
   newer step is moved aside with a warning).
 
+  Training runs config.train.num_epochs epochs, or stops earlier with
+  config.train.early_stopping_patience (`early_stop_reason`); the optimizer and the
+  step follow the recipe switches of config.train (`optim.recipe`), logged at start.
+
   Returns:
-    The test results: accuracy, per-class accuracy, confusion, timing, and
-    which step was evaluated (best_step, best_metric, best_value).
+    The test results: accuracy, per-class accuracy, confusion, timing, which step
+    was evaluated (best_step, best_metric, best_value), how training ended
+    (last_step, stopped_early, stop_reason) and the recipe.
 
   Raises:
     FeatureError: missing, incomplete or inconsistent feature shards.
@@ -348,6 +396,24 @@ def _check_finite(step: int, finite: jax.Array, config: ml_collections.ConfigDic
          if last else "no checkpoint was saved"))
 
 
+def early_stop_reason(ckpts: Checkpoints, step: int, steps_per_epoch: int,
+                      patience: int) -> str | None:
+  """Why training stops at `step`, or None to go on.
+
+  It stops at an epoch end when the best step by the validation metric
+  (config.train.best_metric / best_mode, ties to the later step, as `Checkpoints`
+  keeps it) is `patience` epochs or more behind; never when patience is 0 or no
+  step has a validation metric.
+  """
+  if not patience or not step or step % steps_per_epoch:
+    return None
+  best = ckpts.best_step()
+  if best is None or ckpts.score(best) is None or step - best < patience * steps_per_epoch:
+    return None
+  return (f"early stopping at step {step} (epoch {step // steps_per_epoch}): "
+          f"{ckpts.metric} has not improved for {patience} epochs since step {best}")
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                         data: parts_lib.Parts, echo, start_time: float) -> dict[str, Any]:
   """train_and_evaluate, once the config is checked, the data loaded and the workdir locked."""
@@ -357,14 +423,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   frame_shape = model_frame_shape(config, data.spec, data.feature_dim)
   num_classes = len(data.class_names)
 
+  recipe = optim.recipe(config.train)
+  echo("recipe: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
   mesh = sharding.make_mesh(config.train.num_devices)
-  steps = Steps(mesh, num_classes, smoothing)
+  steps = Steps(mesh, num_classes, smoothing, frame_dropout=recipe["frame_dropout"],
+                temporal_crop=recipe["temporal_crop"], compute_dtype=recipe["compute_dtype"])
   repl = sharding.replicated(mesh)
   stats = (feature_statistics(features_lib.concat(data.train))
            if config.train.normalize_features else (None, None))
+  per_part = config.train.batch_size // data.num_parts
+  sizes = data.sizes["train"]
+  spe = pipeline.steps_per_epoch(int(sizes.min()), per_part)
   state = sharding.replicate(
       create_train_state(config, num_classes, data.num_frames, data.feature_dim, *stats,
-                         frame_shape=frame_shape), mesh)
+                         frame_shape=frame_shape, steps_per_epoch=spe), mesh)
   rng = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.train.seed), 1),
                 out_shardings=repl)()
 
@@ -377,13 +449,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     state = restored
     echo(f"Resumed from {ckpts.directory}/{start_step}")
 
-  per_part = config.train.batch_size // data.num_parts
-  sizes = data.sizes["train"]
   if sizes.max() > 1.1 * sizes.min():
     echo(f"Warning: the {data.num_parts} data parts hold {sizes.min()} to {sizes.max()} "
          "training examples; an epoch is as long as the smallest allows. Extract with an "
          f"extract.shard_size that gives the train split a multiple of {data.num_parts} shards.")
-  spe = pipeline.steps_per_epoch(int(sizes.min()), per_part)
   total_steps = config.train.num_epochs * spe
   every = config.train.get("checkpoint_every_steps", 0)
   writer = MetricWriter(workdir, echo=echo, start_step=start_step)
@@ -391,7 +460,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                                    start_step=start_step, epoch_steps=spe,
                                    part_ids=data.part_ids)
   epoch_metrics = []
-  bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps,
+  # A resumed run that had stopped early stays stopped.
+  stop_reason = early_stop_reason(ckpts, start_step, spe, recipe["early_stopping_patience"])
+  end_step = start_step if stop_reason else total_steps
+  bar = tqdm(range(start_step, end_step), initial=start_step, total=total_steps,
              desc=f"train {config.model.name}", unit="step", disable=None)
   last = None  # (step, finite flag) not yet looked at
   for step in bar:
@@ -420,7 +492,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     summary["epoch"] = (step + 1) / spe
     writer.write(step + 1, summary)
     ckpts.save(step + 1, state, meta, ckpt_metrics)
+    stop_reason = early_stop_reason(ckpts, step + 1, spe, recipe["early_stopping_patience"])
+    if stop_reason and step + 1 < total_steps:
+      end_step = step + 1
+      break
   bar.close()
+  if end_step < total_steps:
+    echo(f"Stopped: {stop_reason}")
+  else:
+    stop_reason = f"trained all {total_steps} steps"
   ckpts.wait()
   train_seconds = time.time() - start_time
 
@@ -433,6 +513,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   results.update(ckpts.metrics(best) or {})
   results.update(test_loss=test["loss"], best_step=int(best), best_metric=ckpts.metric,
                  best_mode=ckpts.mode, best_value=ckpts.score(best), total_steps=total_steps,
+                 last_step=end_step, stopped_early=end_step < total_steps,
+                 stop_reason=stop_reason, recipe=recipe,
                  model=config.model.name, seconds=time.time() - start_time,
                  train_seconds=train_seconds, num_devices=int(mesh.devices.size),
                  num_train=int(sum(data.sizes["train"])), num_val=int(sum(data.sizes["val"])),

@@ -281,14 +281,15 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
 def result_row(run: Cell, results: Mapping[str, Any], out: pathlib.Path) -> dict[str, Any]:
   """One results.csv row: swept values, seed, test and best val accuracy, timing.
 
-  examples_per_second = total_steps * batch_size / train_seconds (train_seconds of
+  examples_per_second = last_step * batch_size / train_seconds (train_seconds of
   the session that finished the run: a resumed run overstates it).
   """
   metrics = read_metrics(run.workdir)
   val = [m["val_accuracy"] for m in metrics if "val_accuracy" in m]
   batch = run.config.train.batch_size
   train_seconds = float(results.get("train_seconds", math.nan))
-  steps = int(results.get("total_steps", 0))
+  # The steps trained: fewer than total_steps when early stopping ended the run.
+  steps = int(results.get("last_step", results.get("total_steps", 0)))
   return {"cell": run.name, **{k: format_value(v) for k, v in run.values.items()},
           "seed": run.seed, "test_accuracy": float(results["accuracy"]),
           "test_loss": float(results.get("test_loss", math.nan)),
