@@ -105,19 +105,6 @@ def test_pretrained_classifies_real_photos(name):
     assert top in accepted, f'{name} on {photo}: top-1 class {top}, expected one of {accepted}'
 
 
-@pytest.mark.parametrize('strides', [1, 2])
-@pytest.mark.parametrize('size', [7, 8])
-def test_depthwise_implementations_agree(size, strides):
-  """The shifted-sum depthwise conv (used on CPU) against XLA's grouped conv."""
-  rng = np.random.default_rng(3)
-  x = jnp.asarray(rng.normal(size=(2, size, size, 6)), jnp.float32)
-  for k in (3, 5):
-    kernel = jnp.asarray(rng.normal(size=(k, k, 1, 6)), jnp.float32)
-    want = E.depthwise_conv(x, kernel, strides, impl='conv')
-    got = E.depthwise_conv(x, kernel, strides, impl='shifted')
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)  # fp32 sums of 25 terms.
-
-
 def test_bfloat16_close_to_float32():
   module = create_backbone('efficientnet_lite0')
   variables = E.variables_from_torch(_packaged('efficientnet_lite0'), module)

@@ -101,8 +101,7 @@ def test_bilstm_matches_torch_packed(num_layers):
 
 
 def test_bilstm_gradients_match_torch_packed():
-  # The LSTM forms its recurrent kernel's gradient after the loop
-  # (masked_scan's linear_recurrence); torch's autograd is the reference.
+  # Autodiff through the bidirectional scan; torch's autograd is the reference.
   torch = pytest.importorskip('torch', reason='PyTorch reference not installed')
   x, mask = _data()
   rng = np.random.default_rng(3)

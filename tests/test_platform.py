@@ -146,3 +146,13 @@ def test_hiding_tensorflow_gpus_is_harmless_without_gpus_even_after_tensorflow_s
                 "print([d.device_type for d in tf.config.get_visible_devices()])\n")
   assert "GPU" not in out and "CPU" in out
 
+
+
+def test_models_have_no_platform_specific_path():
+  """CPU tricks were deleted (BENCHMARKS.md): no model branches on the backend or
+  replaces autodiff, so every platform runs the same standard code."""
+  pattern = re.compile(r"default_backend|custom_vjp|custom_jvp|videojax\.platform|import platform")
+  assert pattern.search("impl = 'shifted' if jax.default_backend() == 'cpu' else 'conv'")
+  files = sorted((ROOT / "videojax" / "models").glob("*.py"))
+  assert len(files) > 5
+  assert not [f.name for f in files if pattern.search(f.read_text())]

@@ -11,7 +11,6 @@ import torch
 
 from configs import default
 from videojax import sharding, train
-from videojax.models import rnn
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -58,14 +57,12 @@ def _while_bodies(hlo: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["gru", "bilstm_attention"])
-def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name, monkeypatch):
+def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name):
   """On 8 devices no all-reduce sits inside a scan's loop: each device sums its
   gradient over time, and the cross-device sum runs once, after the model
   (Steps' shard_map; the models know nothing of it). The same train_step under
   jit's partitioner alone puts one in every backward loop body.
-  gru: masked_scan; bilstm_attention: bidirectional_scan, vmapped cell, here
-  with the LSTM's recurrent kernel gradient formed in the loop as autodiff does."""
-  monkeypatch.setattr(rnn.LSTM, "linear_recurrence", False)
+  gru: masked_scan; bilstm_attention: bidirectional_scan, vmapped cell."""
   state, steps, mesh = _state_and_steps(name, 8, 6, 12, 5)
   batch = sharding.put_batch(_batch(16, 6, 12, 5), mesh)
   repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
@@ -78,12 +75,6 @@ def test_recurrent_gradients_are_all_reduced_after_the_loop_not_per_step(name, m
   assert not [b for b in bodies if "all-reduce(" in b]
   # The check can fail: without the step's shard_map the partitioner's per-step sums come back.
   assert [b for b in _while_bodies(partitioned(state)) if "all-reduce(" in b]
-  if name == "bilstm_attention":
-    # With the LSTM's own setting, the loop computes no kernel gradient at all:
-    # no per-step sum even under the partitioner alone.
-    monkeypatch.setattr(rnn.LSTM, "linear_recurrence", True)
-    state, _, _ = _state_and_steps(name, 8, 6, 12, 5)  # a new model: a new trace
-    assert not [b for b in _while_bodies(partitioned(state)) if "all-reduce(" in b]
 
 
 @pytest.mark.parametrize("name", ["bilstm_attention", "gru"])

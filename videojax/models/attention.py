@@ -6,7 +6,6 @@ before the softmax, so exp underflows to 0), and a sequence with no real steps
 pools to zeros instead of NaN from 0 / 0.
 """
 
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -118,71 +117,10 @@ def last_valid(x: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.where((lengths > 0)[:, None], last, 0)
 
 
-class _DenseParams(nn.Module):
-  """`nn.DenseGeneral`'s params (names, shapes, initial values), as 2-D matrices.
-
-  Returns (kernel f32[fan_in, fan_out], bias f32[fan_out]) for the caller's own
-  matmul; the stored kernel is f32[kernel_shape], the first `in_dims` of it the
-  inputs, as DenseGeneral stores it.
-  """
-  kernel_shape: tuple[int, ...]
-  in_dims: int
-  kernel_init: Initializer
-
-  @nn.compact
-  def __call__(self) -> tuple[jax.Array, jax.Array]:
-    shape = self.kernel_shape
-    flat = (math.prod(shape[:self.in_dims]), math.prod(shape[self.in_dims:]))
-    # DenseGeneral initialises the flat matrix, so fans are those of the matmul.
-    init = lambda key, s, dtype=jnp.float32: self.kernel_init(key, flat, dtype).reshape(s)
-    kernel = self.param('kernel', init, shape)
-    bias = self.param('bias', nn.initializers.zeros_init(), shape[self.in_dims:])
-    return kernel.reshape(flat), bias.reshape(-1)
-
-
-class _MultiHeadAttention(nn.Module):
-  """`nn.MultiHeadDotProductAttention` for self-attention with a key padding mask.
-
-  The same params, initial values, scaling, masking and dropout (the same
-  'dropout' rng, broadcast over batch and heads), so it computes what flax's
-  layer computes (tests). The projections run as 2-D matmuls [b t, d] @
-  [d, d] and heads are split once; flax's DenseGeneral einsums over [b, t, h,
-  d / h] made XLA's CPU backend transpose their gradients through slower
-  strided copies (attention's share of bilstm_attention's step: BENCHMARKS.md).
-  """
-  num_heads: int
-  dropout_rate: float
-  kernel_init: Initializer
-
-  @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
-    """f32[b, t, d], bool[b, t] (True on real keys) -> f32[b, t, d]."""
-    b, t, d = x.shape
-    h = self.num_heads
-    e = d // h
-    rows = x.reshape(b * t, d)
-
-    def heads(name: str) -> jax.Array:  # f32[b, h, t, e]
-      kernel, bias = _DenseParams((d, h, e), 1, self.kernel_init, name=name)()
-      return jnp.swapaxes((rows @ kernel + bias).reshape(b, t, h, e), 1, 2)
-
-    q, k, v = heads('query'), heads('key'), heads('value')
-    scores = (q / jnp.sqrt(e).astype(q.dtype)) @ jnp.swapaxes(k, -1, -2)  # f32[b, h, t, t]
-    scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(scores.dtype).min)
-    weights = jax.nn.softmax(scores, axis=-1)
-    if not deterministic and self.dropout_rate > 0:
-      keep_prob = 1.0 - self.dropout_rate
-      keep = jax.random.bernoulli(self.make_rng('dropout'), keep_prob, (1, 1, t, t))
-      weights = weights * (keep.astype(weights.dtype) / jnp.asarray(keep_prob, weights.dtype))
-    heads_out = jnp.swapaxes(weights @ v, 1, 2).reshape(b * t, d)
-    kernel, bias = _DenseParams((h, e, d), 2, self.kernel_init, name='out')()
-    return (heads_out @ kernel + bias).reshape(b, t, d)
-
-
 class SelfAttention(nn.Module):
   """Multi-head self-attention that ignores padded keys and zeros padded rows.
 
-  Params under 'attention', laid out as `nn.MultiHeadDotProductAttention`'s:
+  Params under 'attention', those of the `nn.MultiHeadDotProductAttention` it runs:
   query, key, value kernels f32[d, heads, d / heads] and biases f32[heads,
   d / heads], out kernel f32[heads, d / heads, d] and bias f32[d]. Padded
   queries are not masked (like torch's `key_padding_mask`); their rows are
@@ -215,6 +153,10 @@ class SelfAttention(nn.Module):
     # Garbage (inf/NaN) in padded rows would reach real rows as 0 * NaN in
     # the weights @ values product, so zero it first.
     x = jnp.where(mask[..., None], x, 0)
-    y = _MultiHeadAttention(self.num_heads, self.dropout_rate, self.kernel_init,
-                            name='attention')(x, mask, deterministic=not train)
+    # Padded keys are masked; padded queries are not (their rows are zeroed below).
+    key_mask = nn.make_attention_mask(jnp.ones_like(mask), mask)  # bool[b, 1, t, t]
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+        kernel_init=self.kernel_init, name='attention')(
+            x, mask=key_mask, deterministic=not train)
     return jnp.where(mask[..., None], y, 0)

@@ -33,7 +33,6 @@ import numpy as np
 
 from videojax.models import checkpoint_io
 from videojax.models.frames import rgb_float32
-from videojax.models.pointwise import PointwiseConv
 from videojax.models.pooling import POOLINGS, pool
 
 Dtype = Any
@@ -101,66 +100,6 @@ def block_args(width: float, depth: float) -> list[tuple[int, int, int, int, int
   return blocks
 
 
-def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
-  """TensorFlow 'SAME' padding (before, after) of one axis."""
-  total = max((-(-size // s) - 1) * s + k - size, 0)
-  return total // 2, total - total // 2
-
-
-def depthwise_conv(x: jax.Array, kernel: jax.Array, strides: int,
-                   impl: str = 'auto') -> jax.Array:
-  """Depthwise 'SAME' convolution, NHWC.
-
-  Args:
-    x: f32[n, h, w, c].
-    kernel: f32[k, k, 1, c], one k x k filter per channel.
-    strides: s.
-    impl: 'conv' (XLA's grouped convolution), 'shifted' (a sum of k^2 shifted,
-      scaled copies of x, which XLA fuses into one loop; 5-10x faster than the
-      grouped convolution on CPU, measured on Lite0's shapes) or 'auto'
-      ('shifted' on CPU, 'conv' elsewhere, where cuDNN has depthwise kernels).
-
-  Returns:
-    f32[n, ceil(h / s), ceil(w / s), c].
-  """
-  if impl == 'auto':
-    impl = 'shifted' if jax.default_backend() == 'cpu' else 'conv'
-  if impl == 'conv':
-    return jax.lax.conv_general_dilated(
-        x, kernel, (strides, strides), 'SAME',
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=x.shape[-1])
-  k = kernel.shape[0]
-  (t, b), (l, r) = (_same_pads(x.shape[1], k, strides), _same_pads(x.shape[2], k, strides))
-  x = jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-  out_h, out_w = -(-(x.shape[1] - t - b) // strides), -(-(x.shape[2] - l - r) // strides)
-  acc = 0
-  for i in range(k):
-    for j in range(k):
-      acc = acc + kernel[i, j, 0] * x[:, i:i + (out_h - 1) * strides + 1:strides,
-                                      j:j + (out_w - 1) * strides + 1:strides, :]
-  return acc
-
-
-class DepthwiseConv(nn.Module):
-  """Depthwise conv with the params of `nn.Conv(c, feature_group_count=c)`.
-
-  Attributes:
-    kernel_size: k.
-    strides: s.
-    dtype: compute dtype.
-  """
-  kernel_size: int
-  strides: int = 1
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), c]."""
-    k = self.kernel_size
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, 1, x.shape[-1]))
-    return depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.strides)
-
-
 class MBConv(nn.Module):
   """Inverted residual: 1x1 expand, kxk depthwise, 1x1 project (+ identity).
 
@@ -180,14 +119,16 @@ class MBConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), out]."""
-    conv = functools.partial(PointwiseConv, dtype=self.dtype)
+    conv = functools.partial(nn.Conv, kernel_size=(1, 1), use_bias=False, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=True, epsilon=_BN_EPS,
                              dtype=self.dtype)
     c = x.shape[-1]
     y = x
     if self.expand != 1:
       y = nn.relu6(norm(name='bn0')(conv(c * self.expand, name='expand_conv')(y)))
-    y = DepthwiseConv(self.kernel, self.strides, self.dtype, name='depthwise_conv')(y)
+    y = nn.Conv(y.shape[-1], (self.kernel, self.kernel), (self.strides, self.strides),
+                padding='SAME', feature_group_count=y.shape[-1], use_bias=False,
+                dtype=self.dtype, name='depthwise_conv')(y)
     y = nn.relu6(norm(name='bn1')(y))
     y = norm(name='bn2')(conv(self.out, name='project_conv')(y))
     if self.strides == 1 and c == self.out:
@@ -248,7 +189,7 @@ class EfficientNetLite(nn.Module):
     x = nn.relu6(norm(name='bn0')(x))
     for i, (k, s, e, _, c_out) in enumerate(block_args(self.width, self.depth)):
       x = MBConv(k, s, e, c_out, dtype=self.dtype, name=f'blocks_{i}')(x)
-    x = PointwiseConv(HEAD_WIDTH, dtype=self.dtype, name='conv_head')(x)
+    x = nn.Conv(HEAD_WIDTH, (1, 1), use_bias=False, dtype=self.dtype, name='conv_head')(x)
     x = nn.relu6(norm(name='bn1')(x)).astype(jnp.float32)
     if self.classifier:
       return nn.Dense(NUM_CLASSES, name='fc')(x.mean(axis=(1, 2)))

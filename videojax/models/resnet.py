@@ -32,7 +32,6 @@ from flax import traverse_util
 
 from videojax.models.checkpoint_io import WeightsError, load_state_dict
 from videojax.models.frames import rgb_float32
-from videojax.models.pointwise import PointwiseConv
 from videojax.models.pooling import POOLINGS, pool
 
 Dtype = Any
@@ -78,7 +77,6 @@ class BasicBlock(nn.Module):
     """f32[n, h, w, c_in] -> f32[n, h / s, w / s, features]."""
     conv = functools.partial(
         nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
-    pointwise = functools.partial(PointwiseConv, dtype=self.dtype, kernel_init=_conv_init)
     norm = functools.partial(
         nn.BatchNorm, use_running_average=True, epsilon=1e-5, dtype=self.dtype)
     s = (self.strides, self.strides)
@@ -88,7 +86,7 @@ class BasicBlock(nn.Module):
     y = conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(y)
     y = norm(name='bn2')(y)
     if x.shape[-1] != self.features or self.strides != 1:
-      x = pointwise(self.features, self.strides, name='downsample_conv')(x)
+      x = conv(self.features, (1, 1), s, name='downsample_conv')(x)
       x = norm(name='downsample_bn')(x)
     return nn.relu(x + y)
 
@@ -111,20 +109,19 @@ class Bottleneck(nn.Module):
     """f32[n, h, w, c_in] -> f32[n, h / s, w / s, 4 * features]."""
     conv = functools.partial(
         nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
-    pointwise = functools.partial(PointwiseConv, dtype=self.dtype, kernel_init=_conv_init)
     norm = functools.partial(
         nn.BatchNorm, use_running_average=True, epsilon=1e-5, dtype=self.dtype)
     s = (self.strides, self.strides)
     out = self.features * self.expansion
-    y = pointwise(self.features, name='conv1')(x)
+    y = conv(self.features, (1, 1), name='conv1')(x)
     y = nn.relu(norm(name='bn1')(y))
     y = conv(self.features, (3, 3), s, padding=((1, 1), (1, 1)),
              name='conv2')(y)
     y = nn.relu(norm(name='bn2')(y))
-    y = pointwise(out, name='conv3')(y)
+    y = conv(out, (1, 1), name='conv3')(y)
     y = norm(name='bn3')(y)
     if x.shape[-1] != out or self.strides != 1:
-      x = pointwise(out, self.strides, name='downsample_conv')(x)
+      x = conv(out, (1, 1), s, name='downsample_conv')(x)
       x = norm(name='downsample_bn')(x)
     return nn.relu(x + y)
 

@@ -57,13 +57,9 @@ class _Recurrent(nn.Module):
   """What GRU and LSTM share: the input projection outside the scan, the scan.
 
   A subclass defines `cell(d)` (its params, created there, and its step) and
-  `finish`, and sets `linear_recurrence` (see `masked_scan`) where its step
-  adds `h @ recurrent_kernel` to the projected input and nothing else. The
-  input projection has no recurrence, so it is one big matmul over all steps;
+  `finish`. The input projection has no recurrence, so it is one big matmul over all steps;
   only the small h x gh matmul stays in the step.
   """
-
-  linear_recurrence = False  # A class constant, not a module field.
 
   def __call__(self, x: jax.Array, mask: jax.Array) -> Any:
     """Runs the layer; see the subclass for what it returns.
@@ -79,8 +75,7 @@ class _Recurrent(nn.Module):
     kernel, bias, step, weights = self.cell(x.shape[-1])
     x_proj = _zero_padding(x, mask) @ kernel + bias  # f32[b, t, gh]
     final, outputs = masked_scan(step, self.initial_state(x.shape[0], x_proj.dtype),
-                                 x_proj, mask, weights=weights, reverse=self.reverse,
-                                 linear_recurrence=self.linear_recurrence)
+                                 x_proj, mask, weights=weights, reverse=self.reverse)
     return self.finish(final, outputs)
 
 
@@ -166,8 +161,6 @@ class LSTM(_Recurrent):
   kernel_init: Initializer = nn.initializers.glorot_uniform()
   recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
   bias_init: Initializer = nn.initializers.zeros_init()
-  # gates = xp + h @ U: U's gradient is one matmul after the loop (masked_scan).
-  linear_recurrence = True
 
   def initial_state(self, batch: int, dtype) -> tuple[jax.Array, jax.Array]:
     """(h, c), zeros f32[batch, h] each."""
@@ -242,10 +235,6 @@ class Bidirectional(nn.Module):
     stack = lambda f, b, axis: jax.tree.map(lambda u, v: jnp.stack([u, v], axis), f, b)
     # Both directions' input projections in one matmul, d -> 2 x gh, laid out
     # [b, t, direction, gh] as the scan reads them.
-    # As one 2-D matmul, not an einsum over [b, t, 2, gh]: XLA then forms the
-    # kernel's gradient from the 2-D cotangent, where the einsum made it copy
-    # that cotangent through a strided 4-D transpose first (13 of 178 ms in
-    # bilstm_attention's step on one CPU core; BENCHMARKS.md).
     b, t, d = x.shape
     kernel = stack(k_f, k_b, 1).reshape(d, -1)  # f32[d, 2 gh]
     x_proj = (_zero_padding(x, mask).reshape(b * t, d) @ kernel).reshape(
@@ -257,8 +246,7 @@ class Bidirectional(nn.Module):
     # step function, so it is vmapped over the direction axis (axis 1, after
     # the batch): one batched matmul per time step instead of two.
     both = jax.vmap(step, in_axes=(1, 1) + (0,) * len(w_f), out_axes=1)
-    final, ys = bidirectional_scan(both, state, x_proj, mask, weights=stack(w_f, w_b, 0),
-                                   linear_recurrence=self.layer.linear_recurrence)
+    final, ys = bidirectional_scan(both, state, x_proj, mask, weights=stack(w_f, w_b, 0))
     final_f, final_b = (jax.tree.map(lambda s: s[:, i], final) for i in (0, 1))
     out_f = fwd.finish(final_f, ys[:, :, 0])
     out_b = bwd.finish(final_b, ys[:, :, 1])

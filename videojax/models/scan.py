@@ -12,11 +12,9 @@ loss under one `jax.shard_map` over the batch, so this scan sees one device's
 rows and the weights' gradient is summed across devices once per step, after
 the model. (Under jit's partitioner alone, XLA sums it at EVERY time step of
 the backward loop: one all-reduce per step, seen in the compiled HLO on CPU.)
-Weights still reach the cell through `weights`, not a Python closure, so that
-`linear_recurrence` can form the recurrent kernel's gradient after the loop.
+Gradients are autodiff's throughout.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +50,6 @@ def check_prefix_mask(mask: jax.Array) -> None:
         f'padding); rows {bad.tolist()} are not: {m[bad[0]].astype(int)}')
 
 
-@jax.custom_vjp
 def reverse_within_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
   """Reverses each sequence over its first `lengths[i]` steps, keeps padding.
 
@@ -70,21 +67,6 @@ def reverse_within_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.take_along_axis(x, _broadcast_mask(idx, x), axis=1)
 
 
-# The map is a permutation and its own inverse, so its gradient is the same
-# gather. Autodiff would transpose the gather into a scatter-add into zeros,
-# which cost XLA's CPU backend 6.3 ms per device per step in bilstm_attention
-# (t 64, b 64 on 2 devices; BENCHMARKS.md).
-def _reverse_fwd(x, lengths):
-  return reverse_within_length(x, lengths), lengths
-
-
-def _reverse_bwd(lengths, g):
-  return reverse_within_length(g, lengths), None
-
-
-reverse_within_length.defvjp(_reverse_fwd, _reverse_bwd)
-
-
 def _steps_order(lengths: jax.Array, t: int) -> jax.Array:
   """i32[b, t, 2]: the step each direction reads at scan step s.
 
@@ -96,7 +78,6 @@ def _steps_order(lengths: jax.Array, t: int) -> jax.Array:
   return jnp.stack([jnp.broadcast_to(s, backward.shape), backward], axis=-1)
 
 
-@jax.custom_vjp
 def to_scan_order(x: jax.Array, lengths: jax.Array) -> jax.Array:
   """One gather from batch-major pairs to what a bidirectional scan reads.
 
@@ -114,7 +95,6 @@ def to_scan_order(x: jax.Array, lengths: jax.Array) -> jax.Array:
   return x[jnp.arange(b)[None, :, None], order, jnp.arange(2)]
 
 
-@jax.custom_vjp
 def from_scan_order(y: jax.Array, lengths: jax.Array) -> jax.Array:
   """f32[t, b, 2, ...] -> f32[b, t, 2, ...], the inverse of `to_scan_order`.
 
@@ -124,14 +104,6 @@ def from_scan_order(y: jax.Array, lengths: jax.Array) -> jax.Array:
   t, b = y.shape[:2]
   order = _steps_order(lengths, t)  # i32[b, t, 2]
   return y[order, jnp.arange(b)[:, None, None], jnp.arange(2)]
-
-
-# Each is a permutation whose inverse is the other, so the gradient of one is
-# the other: a gather, where autodiff would scatter-add into zeros.
-to_scan_order.defvjp(lambda x, lengths: (to_scan_order(x, lengths), lengths),
-                     lambda lengths, g: (from_scan_order(g, lengths), None))
-from_scan_order.defvjp(lambda y, lengths: (from_scan_order(y, lengths), lengths),
-                       lambda lengths, g: (to_scan_order(g, lengths), None))
 
 
 def _check_mask(inputs: jax.Array, mask: jax.Array, where: str) -> jax.Array:
@@ -148,10 +120,7 @@ def _loop(cell_fn, carry, xs, mask_tm, weights):
   def step(c: Carry, xm: tuple[jax.Array, jax.Array]) -> tuple[Carry, Output]:
     x_t, m_t = xm
     # Zero the padding so garbage (even inf/NaN) there cannot reach outputs
-    # or gradients through 0 * inf inside the cell. Here in the step, not on
-    # the whole input before the loop: there its transpose fused with the
-    # layout copy of the input's cotangent into a slow strided loop (13.5 of
-    # 178 ms in bilstm_attention's step on one CPU core; BENCHMARKS.md).
+    # or gradients through 0 * inf inside the cell.
     x_t = jnp.where(_broadcast_mask(m_t, x_t), x_t, 0)
     new_c, y_t = cell_fn(c, x_t, *weights)
     new_c = jax.tree.map(
@@ -162,61 +131,17 @@ def _loop(cell_fn, carry, xs, mask_tm, weights):
   return jax.lax.scan(step, carry, (xs, mask_tm))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _linear_recurrence_loop(cell_fn, carry, xs, mask_tm, recurrent_kernel):
-  """`_loop` for a cell whose one weight U enters as x_t + y_{t-1} @ U (an LSTM).
-
-  The gradient is autodiff's, but U's part is formed after the loop: since
-  the cotangent of x_t is that of the sum, dU = sum_t y_{t-1}^T dx_t, one
-  matmul of the stacked outputs and input cotangents. Autodiff does one small
-  matmul per step inside the backward loop instead (about 10 of 145 ms in
-  bilstm_attention's step on one CPU core; BENCHMARKS.md).
-  """
-  return _loop(cell_fn, carry, xs, mask_tm, (recurrent_kernel,))
-
-
-def _linear_recurrence_fwd(cell_fn, carry, xs, mask_tm, recurrent_kernel):
-  frozen = jax.lax.stop_gradient(recurrent_kernel)  # no per-step gradient of U
-  out, pullback = jax.vjp(
-      lambda c, x: _loop(cell_fn, c, x, mask_tm, (frozen,)), carry, xs)
-  return out, (pullback, out[1], jax.tree.leaves(carry)[0], recurrent_kernel.shape)
-
-
-def _linear_recurrence_bwd(cell_fn, res, g):
-  del cell_fn
-  pullback, ys, y0, kernel_shape = res
-  d_carry, d_xs = pullback(g)
-  # What each step multiplied by U: the previous step's output, the initial
-  # carry's first leaf at step 0. At padded steps d_xs is 0 (the step zeroes
-  # them), so whatever stands there adds nothing.
-  y_prev = jnp.concatenate([y0[None], ys[:-1]])  # f32[t, b, ..., h]
-  n = y_prev.shape[0] * y_prev.shape[1]
-  d_kernel = jnp.einsum('nkh,nkg->khg', y_prev.reshape(n, -1, y_prev.shape[-1]),
-                        d_xs.reshape(n, -1, d_xs.shape[-1]))
-  return d_carry, d_xs, None, d_kernel.reshape(kernel_shape)
-
-
-_linear_recurrence_loop.defvjp(_linear_recurrence_fwd, _linear_recurrence_bwd)
-
-
-def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps,
-          linear_recurrence=False):
+def _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps):
   """The loop of both scans.
 
   `to_steps(x: [b, t, ...], lengths) -> [t, b, ...]` orders the inputs as the
   loop reads them and `from_steps` orders its outputs back.
   """
-  if linear_recurrence and len(weights) != 1:
-    raise ValueError('linear_recurrence needs exactly one weight, the recurrent '
-                     f'kernel; got {len(weights)}')
   lengths = mask.sum(axis=1)
   xs = to_steps(inputs, lengths)
   # A prefix mask is unchanged by reversing within length, so the step mask
   # is the time-major mask for either direction.
-  if linear_recurrence:
-    final, ys = _linear_recurrence_loop(cell_fn, carry, xs, mask.T, weights[0])
-  else:
-    final, ys = _loop(cell_fn, carry, xs, mask.T, tuple(weights))
+  final, ys = _loop(cell_fn, carry, xs, mask.T, tuple(weights))
   return final, jax.tree.map(lambda y: from_steps(y, lengths), ys)
 
 
@@ -228,7 +153,6 @@ def masked_scan(
     *,
     weights: tuple[Any, ...] = (),
     reverse: bool = False,
-    linear_recurrence: bool = False,
 ) -> tuple[Carry, Output]:
   """Runs `cell_fn` over time on right-padded sequences, ignoring padding.
 
@@ -239,14 +163,10 @@ def masked_scan(
     inputs: f32[b, t, ...] batch-major inputs.
     mask: bool[b, t], True on a prefix of real steps per sequence.
     weights: the cell's parameters (pytrees without a batch axis), passed to
-      every step; see the module docstring for why not a closure.
+      every step.
     reverse: run each sequence backward over its real steps only: sequence i
       starts at its own last real step, not at the padding. Outputs are still
       returned in forward time order.
-    linear_recurrence: the cell has one weight, U, and it enters only as
-      `x_t + y_{t-1} @ U`, y_{t-1} the cell's previous output (the carry's first
-      leaf at step 0), as in an LSTM. U's gradient is then one matmul after the
-      loop rather than one per step inside it; the values are autodiff's.
 
   Returns:
     (final_carry, outputs): the carry after each sequence's last processed
@@ -254,8 +174,8 @@ def masked_scan(
     pytree of [b, t, ...] arrays with zeros at padded steps.
 
   Raises:
-    ValueError: if `mask.shape != inputs.shape[:2]`, if a concrete mask is
-      not a prefix mask, or with linear_recurrence and not one weight.
+    ValueError: if `mask.shape != inputs.shape[:2]` or a concrete mask is not
+      a prefix mask.
   """
   mask = _check_mask(inputs, mask, 'masked_scan')
   # lax.scan walks the leading axis, so go time-major and back.
@@ -265,8 +185,7 @@ def masked_scan(
     from_steps = lambda y, lengths: reverse_within_length(time_major(y), lengths)
   else:
     to_steps = from_steps = lambda x, lengths: time_major(x)
-  return _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps,
-               linear_recurrence)
+  return _scan(cell_fn, carry, inputs, mask, weights, to_steps, from_steps)
 
 
 def bidirectional_scan(
@@ -276,7 +195,6 @@ def bidirectional_scan(
     mask: jax.Array,
     *,
     weights: tuple[Any, ...] = (),
-    linear_recurrence: bool = False,
 ) -> tuple[Carry, Output]:
   """`masked_scan` of two directions at once: one loop, both read from step 0.
 
@@ -293,8 +211,6 @@ def bidirectional_scan(
       order.
     mask: bool[b, t], True on a prefix of real steps per sequence.
     weights: as for `masked_scan`.
-    linear_recurrence: as for `masked_scan` (U then carries the direction
-      axis: f32[2, h, g]).
 
   Returns:
     (final_carry, outputs): as for `masked_scan`; outputs are [b, t, 2, ...]
@@ -308,5 +224,4 @@ def bidirectional_scan(
     raise ValueError(
         'bidirectional_scan: inputs must be f32[b, t, 2, ...] (axis 2 is the '
         f'direction); got shape {tuple(inputs.shape)}')
-  return _scan(cell_fn, carry, inputs, mask, weights, to_scan_order,
-               from_scan_order, linear_recurrence)
+  return _scan(cell_fn, carry, inputs, mask, weights, to_scan_order, from_scan_order)
