@@ -87,7 +87,7 @@ def test_bilstm_attention_mirrors_the_issue():
 def test_convlstm_mirrors_the_tutorial_input():
   c = load("convlstm")
   assert (c.extract.frames, c.extract.image_size, c.data.num_frames) == ("pixels", 64, 20)
-  assert c.model.name == "convlstm" and not c.train.normalize_features
+  assert c.model.name == "convlstm" and c.train.feature_norm == "none"
 
 
 # No dead keys: a key's name must be read somewhere in videojax/ or scripts/.

@@ -27,11 +27,12 @@ CONFIG_KEYS = ("data.root", "data.layout", "data.features_dir", "data.num_frames
                "data.val_fraction", "extract.backbone", "extract.weights", "extract.pooling",
                "extract.image_size", "extract.temporal_scales",
                "model.name", "train.batch_size", "train.num_epochs", "train.learning_rate",
-               "train.weight_decay", "train.label_smoothing", "train.seed")
+               "train.weight_decay", "train.label_smoothing", "train.feature_norm",
+               "train.seed")
 META_KEYS = ("model", "model_kwargs", "num_frames", "feature_dim", "features_dir",
              "batch_size", "learning_rate", "train_seed", "label_smoothing")
-RESULT_KEYS = ("accuracy", "test_loss", "num_examples", "best_step", "total_steps",
-               "num_train", "num_val", "train_seconds", "seconds", "num_devices")
+RESULT_KEYS = ("accuracy", "test_loss", "test_ece", "val_ece", "num_examples", "best_step",
+               "total_steps", "num_train", "num_val", "train_seconds", "seconds", "num_devices")
 
 
 # Formatting shared with the ablation's summary.md.
