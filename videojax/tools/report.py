@@ -319,7 +319,10 @@ def ablation_document(directory: pathlib.Path) -> Document:
     sweep = "; ".join(f"`{k}` ∈ {{{', '.join(map(str, v))}}}" for k, v in meta["sweep"].items())
     doc.text(f"Swept: {sweep or 'nothing (one cell)'}. Seeds: "
              f"{', '.join(map(str, meta['seeds']))}. {meta['num_runs']} runs in all; "
-             f"{len(results) if results is not None else 0} with results.")
+             f"{len(results) if results is not None else 0} with results."
+             + (" The linear probe (model.name=linear_probe: mean of the frames + one linear "
+                "layer) is trained beside them on the same features and seeds."
+                if meta.get("linear_probe") else ""))
   else:
     doc.skipped(f"no ablation.json in {directory}")
   doc.heading("Summary")
