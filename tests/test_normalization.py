@@ -1,11 +1,14 @@
 """config.train.feature_norm: each normalisation against numpy, and the same in train and eval."""
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import default
-from videojax import train
+from videojax import runs, train
+from videojax.checkpoint import Checkpoints
 from videojax.normalization import FEATURE_NORMS, normalize
 
 ATOL = 1e-6  # fp32 against fp64.
@@ -50,7 +53,7 @@ def test_each_norm_matches_numpy(kind):
 @pytest.mark.parametrize("kind", ["l2", "power"])
 def test_train_state_applies_the_configs_norm(kind):
   # What train_step and eval_step feed the model (train.normalized_features) is the norm
-  # of config.train.feature_norm; runs.load_run reads it from the meta (test_evaluate).
+  # of config.train.feature_norm.
   c = default.get_config()
   c.model.name = "linear_probe"
   c.train.feature_norm = kind
@@ -59,6 +62,31 @@ def test_train_state_applies_the_configs_norm(kind):
   x, mask = _data(1)
   got = train.normalized_features(state, {"features": jnp.asarray(x), "mask": mask})
   np.testing.assert_allclose(np.asarray(got), _numpy(x, mask, kind, 0, 1), atol=ATOL)
-  meta = train.run_meta(c, type("FS", (), dict(
-      class_names=["a"], spec={}, num_frames=5, feature_dim=4))())
+  meta = train.run_meta(c, _FeatureSet)
   assert meta["feature_norm"] == kind and meta["normalize_features"] is False
+
+
+_FeatureSet = types.SimpleNamespace(class_names=["a", "b", "c"], spec={}, num_frames=5,
+                                    feature_dim=4)
+
+
+def test_a_saved_run_applies_its_norm_as_training_did(tmp_path):
+  # runs.load_run (evaluate.py, predict.py) reads the norm from the checkpoint's meta.
+  c = default.get_config()
+  c.model.name = "linear_probe"
+  c.train.feature_norm = "power"
+  state = train.create_train_state(c, num_classes=3, num_frames=5, feature_dim=4)
+  ckpts = Checkpoints(tmp_path / "checkpoints")
+  ckpts.save(1, state, train.run_meta(c, _FeatureSet))
+  ckpts.wait()
+  ckpts.close()
+  x, mask = _data(2)
+  batch = {"features": jnp.asarray(x), "mask": mask}
+  logits = state.apply_fn({"params": state.params}, train.normalized_features(state, batch),
+                          mask, train=False)
+  got = np.asarray(runs.load_run(tmp_path).apply(x, mask))
+  np.testing.assert_allclose(got, np.asarray(jax.nn.softmax(logits)), atol=1e-6)
+  # Not trivially equal: standardising (with the zeros and ones saved) gives other logits.
+  plain = state.apply_fn({"params": state.params}, normalize(x, mask, "none", 0, 1), mask,
+                         train=False)
+  assert np.abs(np.asarray(jax.nn.softmax(plain)) - got)[mask.any(1)].max() > 1e-3
