@@ -26,7 +26,7 @@ Differs:
 Frames are stored as they are (extract.frames = "pixels": no backbone; extract.backbone,
 weights and seed are not read): each frame as f16[64*64*3] in [0, 1], so UCF-101 at 20
 frames takes about 6.5 GB before gzip, and training holds it in memory; the trainer gives
-the ConvLSTM each frame as f32[64, 64, 3]. normalize_features is off, as the tutorial feeds
+the ConvLSTM each frame as f32[64, 64, 3]. feature_norm is none, as the tutorial feeds
 frames / 255 as they are.
 
 Use:  python scripts/extract_features.py --config configs/convlstm.py \
@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.model.name = "convlstm"
   c.model.convlstm = ml_collections.ConfigDict(dict(
       filters=(16, 32, 64, 64), kernel_size=3, pool=2, dropout=0.2, dense=128))
-  c.train.normalize_features = False
+  c.train.feature_norm = "none"
   c.train.batch_size = 16
   c.train.num_epochs = 50
   c.train.learning_rate = 1e-3

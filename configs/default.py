@@ -13,7 +13,7 @@ Dense(k, softmax), trained with Adam. Differs: the example uses ImageNet Incepti
 (2048-d) features at 224 px and takes the first 20 frames of each clip; here the backbone
 is ImageNet EfficientNet-Lite0 (1280-d, it installs with videojax) and the 20 frames are
 sampled uniformly over the whole clip. Features are standardised per dimension
-(train.normalize_features) and the best epoch is chosen on a validation split held out
+(train.feature_norm) and the best epoch is chosen on a validation split held out
 by group, which the example does not do.
 """
 import ml_collections
@@ -77,12 +77,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.extract.num_devices = 0         # 0: every local device
 
   c.model = ml_collections.ConfigDict()
-  # gru | meanpool | bilstm_attention | transformer | convlstm | convlstm_features (both
-  # read a map per frame: extract.frames = "pixels" or extract.pooling = "grid");
+  # gru | meanpool | linear_probe | lstm | bilstm | bilstm_attention | transformer | convlstm |
+  # convlstm_features (both read a map per frame: extract.frames = "pixels" or extract.pooling = "grid");
   # the model's kwargs come from c.model.<name>.
   c.model.name = "gru"
   c.model.gru = ml_collections.ConfigDict(dict(hidden=(16, 8), dropout=0.4, dense=8))
   c.model.meanpool = ml_collections.ConfigDict(dict(hidden=64, dropout=0.0))
+  # The baseline every result is read against: mean of the frames, one linear layer.
+  c.model.linear_probe = ml_collections.ConfigDict(dict(dropout=0.0))
+  # Stacked masked LSTMs (widths per direction for bilstm), pooled over time ("mean" of
+  # the outputs, or the "last" state), then dropout and a linear head.
+  c.model.lstm = ml_collections.ConfigDict(dict(hidden=(128,), pooling="mean", dropout=0.3))
+  c.model.bilstm = ml_collections.ConfigDict(dict(hidden=(64,), pooling="mean", dropout=0.3))
   # The big BiLSTM-attention (4 layers, 768 per direction, 12 heads): configs/bilstm_attention.py.
   c.model.bilstm_attention = ml_collections.ConfigDict(dict(
       width=64, num_layers=1, num_heads=4, dropout=0.0))
@@ -104,7 +110,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.learning_rate = 1e-3
   c.train.weight_decay = 0.0
   c.train.label_smoothing = 0.0     # weight spread uniformly over the classes in the loss
-  c.train.normalize_features = True # standardise each feature dim with train-split statistics
+  # Per-frame feature normalisation (videojax/normalization.py): standardize (each dim with
+  # train-split statistics) | l2 (unit-norm frames) | power (signed sqrt, then l2) | none.
+  c.train.feature_norm = "standardize"
   c.train.seed = 0
   c.train.checkpoint_every_steps = 0  # also save mid-epoch (latest only; 0: at epoch ends)
   # Which epoch-end step is kept as "best" and evaluated (train, evaluate.py, predict.py):

@@ -31,6 +31,10 @@ _SWEEP = flags.DEFINE_multi_string(
     "Repeat the flag to cross several keys.")
 _SEEDS = flags.DEFINE_string("seeds", "0", "train.seed values, comma-separated; each cell "
                              "trains once per seed.")
+_NO_PROBE = flags.DEFINE_bool("no_probe", False, "Leave out the linear probe (model "
+                              "linear_probe, mean of the frames + one linear layer) that is "
+                              "otherwise trained beside every sweep on the same features and "
+                              "seeds.")
 
 
 def main(argv):
@@ -40,7 +44,7 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every checkpoint at INFO.
     logging.set_verbosity(logging.WARNING)
   out = ablate.run_ablation(_CONFIG.value, _OUT.value, _SWEEP.value, _SEEDS.value,
-                            echo=tqdm.write)
+                            echo=tqdm.write, probe=not _NO_PROBE.value)
   if out["files"]:
     print("\n" + out["files"]["summary_md"].read_text())
 

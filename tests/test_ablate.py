@@ -1,6 +1,7 @@
 """scripts/ablate.py and scripts/report.py on a tiny sweep: 2 lengths x 2 models x 2 seeds.
 
-The sweep runs once in a module fixture (extraction, 8 one-epoch runs), then
+The linear probe is trained beside them (a third model), so the sweep runs once in a
+module fixture (extraction, 12 one-epoch runs), then
 once more to check that nothing is redone; the tests read what it wrote.
 """
 import csv
@@ -22,6 +23,7 @@ from videojax.data import synthetic
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEPS = ["data.num_frames=4,6", "model.name=meanpool,gru"]
 SEEDS = (0, 1)
+MODELS = ("meanpool", "gru", "linear_probe")  # The swept two and the probe.
 
 
 def tiny_config(root):
@@ -72,12 +74,12 @@ def test_features_extracted_once_at_the_longest_length(sweep):
 
 def test_every_cell_and_seed_trained_once_with_one_row_each(sweep):
   out, first = sweep["out"], sweep["first"]
-  assert len(first["trained"]) == 8 and not first["skipped"]
-  assert len(list(out.glob("runs/*/seed*/results.json"))) == 8
+  assert len(first["trained"]) == 12 and not first["skipped"]
+  assert len(list(out.glob("runs/*/seed*/results.json"))) == 12
   rows = _csv(out / "results.csv")
-  assert len(rows) == 8
+  assert len(rows) == 12
   assert {(r["data.num_frames"], r["model.name"], r["seed"]) for r in rows} == {
-      (t, m, s) for t in ("4", "6") for m in ("meanpool", "gru") for s in ("0", "1")}
+      (t, m, s) for t in ("4", "6") for m in MODELS for s in ("0", "1")}
   for r in rows:
     run = json.loads((out / r["run_dir"] / "results.json").read_text())
     assert float(r["test_accuracy"]) == run["accuracy"]
@@ -94,7 +96,7 @@ def test_every_cell_and_seed_trained_once_with_one_row_each(sweep):
 def test_summary_is_numpy_mean_and_sample_std_over_seeds(sweep):
   out = sweep["out"]
   rows, summary = _csv(out / "results.csv"), _csv(out / "summary.csv")
-  assert len(summary) == 4
+  assert len(summary) == 6
   for s in summary:
     group = [r for r in rows if r["cell"] == s["cell"]]
     assert int(s["seeds"]) == len(group) == 2
@@ -103,12 +105,13 @@ def test_summary_is_numpy_mean_and_sample_std_over_seeds(sweep):
       assert float(s[f"{col}_mean"]) == pytest.approx(x.mean(), abs=1e-12)
       assert float(s[f"{col}_std"]) == pytest.approx(x.std(ddof=1), abs=1e-12)
   md = (out / "summary.md").read_text()
-  assert "sample standard deviation (ddof=1)" in md and md.count("\n| ") == 6
+  assert "sample standard deviation (ddof=1)" in md and md.count("\n| ") == 8
+  assert "model.name=linear_probe: the linear probe" in md
 
 
 def test_rerun_skips_every_run(sweep):
   second = sweep["second"]
-  assert not second["trained"] and not second["extracted"] and len(second["skipped"]) == 8
+  assert not second["trained"] and not second["extracted"] and len(second["skipped"]) == 12
   after = {p: p.stat().st_mtime_ns for p in sweep["out"].glob("runs/*/*/results.json")}
   assert after == sweep["mtimes"]
   assert [r["test_accuracy"] for r in second["rows"]] == [
@@ -134,10 +137,10 @@ def test_finished_run_of_another_config_is_not_reused(sweep):
     ("data.num_frames=4,x", "'x' is not a valid value of data.num_frames \\(an integer"),
     ("data.num_frames=4,4", "given twice"),
     ("data.num_frames=0,4", "must be >= 1"),
-    ("model.name=gru,lstm", "model.name='lstm'; accepted: gru, meanpool"),
+    ("model.name=gru,lstmx", "model.name='lstmx'; accepted: gru, meanpool"),
     ("extract.backbone=resnet19", "accepted: .*resnet18"),
     ("train.learning_rate=fast", "a number"),
-    ("train.normalize_features=maybe", "true or false"),
+    ("train.switch=maybe", "true or false"),
     ("model.gru.hidden=16", "a tuple in brackets"),
     ("model.gru", "expected KEY=VALUE"),
     ("model.gru=1", "is a group of keys"),
@@ -146,14 +149,21 @@ def test_finished_run_of_another_config_is_not_reused(sweep):
 ])
 def test_bad_sweeps_are_refused_naming_the_key(spec, message):
   with pytest.raises(ablate.SweepError, match=message):
-    ablate.parse_sweep(default.get_config(), spec)
+    ablate.parse_sweep(_config_with_a_switch(), spec)
+
+
+def _config_with_a_switch():
+  """The default config plus a bool key (it has none since train.feature_norm)."""
+  c = default.get_config()
+  c.train.switch = True
+  return c
 
 
 def test_values_parse_to_the_field_type():
-  c = default.get_config()
+  c = _config_with_a_switch()
   assert ablate.parse_sweep(c, "data.num_frames=8,16").values == (8, 16)
   assert ablate.parse_sweep(c, "train.learning_rate=1e-3,3").values == (1e-3, 3.0)
-  assert ablate.parse_sweep(c, "train.normalize_features=true,False").values == (True, False)
+  assert ablate.parse_sweep(c, "train.switch=true,False").values == (True, False)
   assert ablate.parse_sweep(c, "model.gru.hidden=(16,8),(32,)").values == ((16, 8), (32,))
   assert ablate.parse_sweep(c, "extract.temporal_scales=(1.0,),(1,0.85,1.15)").values == (
       (1.0,), (1, 0.85, 1.15))
@@ -168,7 +178,7 @@ def test_features_are_planned_at_the_longest_swept_length(tmp_path):
     ablate.parse_sweep(c, "extract.num_frames=16,32")  # One knob: data.num_frames.
   lengths = ablate.parse_sweep(c, "data.num_frames=8,32")
   backbones = ablate.parse_sweep(c, "extract.backbone=resnet18,efficientnet_lite0")
-  runs = ablate.plan_runs(c, [lengths, backbones], (0, 1), tmp_path)
+  runs = ablate.plan_runs(c, [lengths, backbones], (0, 1), tmp_path, probe=False)
   assert len(runs) == 8 and len({r.config.data.features_dir for r in runs}) == 2
   assert {r.config.data.num_frames for r in runs} == {8, 32}
   assert {r.extraction_config().data.num_frames for r in runs} == {32}
@@ -176,6 +186,33 @@ def test_features_are_planned_at_the_longest_swept_length(tmp_path):
   # Not swept: the config's own length.
   runs = ablate.plan_runs(c, [backbones], (0,), tmp_path)
   assert {r.extraction_config().data.num_frames for r in runs} == {c.data.num_frames} == {20}
+
+
+def test_the_probe_is_planned_beside_every_cell_on_the_same_features_and_seeds(tmp_path):
+  c = default.get_config()  # model.name gru, not swept.
+  axes = [ablate.parse_sweep(c, "data.num_frames=8,16"),
+          ablate.parse_sweep(c, "model.gru.hidden=(8,),(16,)")]
+  runs = ablate.plan_runs(c, axes, (0, 1), tmp_path)
+  probes = [r for r in runs if r.config.model.name == "linear_probe"]
+  others = [r for r in runs if r.config.model.name == "gru"]
+  assert len(others) == 8 and len(probes) == 4  # The gru widths do not concern the probe.
+  # The swept cells keep their folder names; the probe's add model.name last.
+  assert {r.name for r in others} == {f"data.num_frames={t},model.gru.hidden={h}"
+                                      for t in (8, 16) for h in ("8", "16")}
+  assert {(r.name, r.seed) for r in probes} == {
+      (f"data.num_frames={t},model.name=linear_probe", s) for t in (8, 16) for s in (0, 1)}
+  for p in probes:  # Same features, length and seed as the cells it is read against.
+    same = [r for r in others if r.config.data.num_frames == p.config.data.num_frames
+            and r.seed == p.seed]
+    assert {r.config.data.features_dir for r in same} == {p.config.data.features_dir}
+  assert ablate.table_keys(axes, runs) == ["data.num_frames", "model.gru.hidden", "model.name"]
+  # A swept model.name: one probe per other setting, never twice, even if swept itself.
+  axes = [ablate.parse_sweep(c, "model.name=gru,linear_probe,meanpool")]
+  runs = ablate.plan_runs(c, axes, (0,), tmp_path)
+  assert sorted(r.name for r in runs) == [f"model.name={m}" for m in
+                                          ("gru", "linear_probe", "meanpool")]
+  assert len(ablate.plan_runs(c, axes, (0,), tmp_path, probe=False)) == 3
+  assert len(ablate.plan_runs(c, [], (0,), tmp_path)) == 2  # base and the probe.
 
 
 def test_a_bad_cell_is_refused_before_anything_is_written(tmp_path):
@@ -194,7 +231,7 @@ def test_report_of_the_ablation_names_every_cell(sweep):
   assert result.returncode == 0, result.stderr
   md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
   for t in ("4", "6"):
-    for m in ("meanpool", "gru"):
+    for m in MODELS:
       assert f"| {t} | {m} | 2 |" in md
       assert f"<td>{t}</td><td>{m}</td><td>2</td>" in page
   assert "](accuracy.png)" in md and "](curves.png)" in md

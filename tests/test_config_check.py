@@ -108,6 +108,37 @@ def test_an_older_configs_extract_num_frames_is_refused_naming_the_new_key():
       validate(c, stage)
 
 
+def test_normalize_features_is_refused_naming_feature_norm():
+  c = default.get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  c.train.normalize_features = False  # The switch of configs before train.feature_norm.
+  with pytest.raises(ConfigError, match=r"^1 bad config value\(s\): config.train."
+                     r"normalize_features was removed: set config.train.feature_norm: "
+                     r"'standardize' for True, 'none' for False"):
+    validate(c, "train")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.feature_norm", "l1", "config.train.feature_norm='l1': one of standardize, l2, "
+                                 "power, none"),
+    ("model.lstm.pooling", "max", "config.model.lstm.pooling='max': one of mean, last"),
+    ("model.bilstm.hidden", (), r"config.model.bilstm.hidden=\(\): one or more LSTM widths"),
+    ("model.linear_probe.dropout", 1.0, "config.model.linear_probe.dropout=1.0: a number in"),
+])
+def test_feature_norm_and_the_new_models_kwargs(key, value, message):
+  c = default.get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  c.model.name = key.split(".")[1] if key.startswith("model.") else "gru"
+  validate(c, "train")
+  section, *path, name = key.split(".")
+  node = c[section]
+  for part in path:
+    node = node[part]
+  node[name] = value
+  with pytest.raises(ConfigError, match=r"^1 bad config value\(s\): " + message):
+    validate(c, "train")
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("eval.batch_size", 0, "config.eval.batch_size=0: a positive multiple"),  # was after an epoch
     ("train.num_epochs", 0, "config.train.num_epochs=0: an integer >= 1"),

@@ -21,7 +21,8 @@ CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "_
 VARIANTS = [*((name, None) for name in CONFIGS),
             ("default", "meanpool,t32"), ("default", "transformer,t=8"),
             ("default", "backbone=resnet50,t=32,extract.weights=random-init"),
-            ("default", "bilstm_attention"),
+            ("default", "bilstm_attention"), ("default", "linear_probe"), ("default", "lstm"),
+            ("default", "bilstm,t16,model.bilstm.pooling=last"),
             ("demo", "gru,t8"), ("bilstm_attention", "t16"), ("convlstm", "t10")]
 # Sections handed whole to a function as keyword arguments: their keys are its parameters.
 SPLATTED = {"demo_data": synthetic.write_dataset}
@@ -57,7 +58,7 @@ def test_variants_set_model_backbone_and_length():
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("lstm", "unknown config variant 'lstm': give a model"),
+    ("lstmx", "unknown config variant 'lstmx': give a model"),
     ("t=x", "config variant 't=x': 'x' is not a valid value of data.num_frames"),
     ("data.num_frame=8", "unknown config key 'data.num_frame'; keys under 'data': .*num_frames"),
     ("model.gru.hidden=16", "a tuple in brackets"),
@@ -87,7 +88,7 @@ def test_bilstm_attention_mirrors_the_issue():
 def test_convlstm_mirrors_the_tutorial_input():
   c = load("convlstm")
   assert (c.extract.frames, c.extract.image_size, c.data.num_frames) == ("pixels", 64, 20)
-  assert c.model.name == "convlstm" and not c.train.normalize_features
+  assert c.model.name == "convlstm" and c.train.feature_norm == "none"
 
 
 # No dead keys: a key's name must be read somewhere in videojax/ or scripts/.
@@ -162,8 +163,8 @@ def test_the_dead_key_check_finds_dead_keys():
   c.data.nothing_reads_this = 1
   c.ensemble = ml_collections.ConfigDict({"seeds": (0, 1)})
   c.model.gru.widths = (8,)
-  c.model.lstm = ml_collections.ConfigDict({"hidden": 8})
+  c.model.rnn = ml_collections.ConfigDict({"hidden": 8})
   c.demo_data.colour = "red"
   dead = dead_keys(c)
   assert {d.split(":")[0] for d in dead} == {
-      "data.nothing_reads_this", "ensemble.seeds", "model.gru", "model.lstm", "demo_data.colour"}
+      "data.nothing_reads_this", "ensemble.seeds", "model.gru", "model.rnn", "demo_data.colour"}

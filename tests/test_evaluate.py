@@ -178,6 +178,9 @@ def test_evaluate_writes_every_file_and_top1_equals_training(runs, single):
   out, report = single
   results = runs["results"]
   assert report["top1_accuracy"] == results["accuracy"]
+  # The same ECE from the jitted per-bin sums of training and from the saved probabilities.
+  assert 0 < report["ece"] == pytest.approx(results["test_ece"], abs=1e-5)
+  assert "val_ece" in results
   assert report["num_examples"] == results["num_examples"] == 24
   assert report["runs"][0]["step"] == results["best_step"]
   assert report["runs"][0]["num_frames"] == 6 and report["num_views"] == 1

@@ -389,3 +389,53 @@ def test_layer_shape_errors_and_transformer_options():
   with pytest.raises(ValueError, match='pooling'):
     jax.eval_shape(lambda: model.clone(pooling='max').init(
         jax.random.key(0), x, mask, train=False))
+
+
+@pytest.mark.parametrize('bidirectional', [False, True])
+@pytest.mark.parametrize('pooling', ['mean', 'last'])
+def test_lstm_classifiers_match_torch_packed(bidirectional, pooling):
+  # 'lstm' / 'bilstm': two torch layers on packed sequences, pooled by hand
+  # (mean of pad_packed_sequence's outputs over the real steps, or h_n of the
+  # last layer), then the same linear head in numpy.
+  torch = pytest.importorskip('torch', reason='PyTorch reference not installed')
+  x, mask = _data()
+  k = 3
+  torch.manual_seed(1)
+  ref = torch.nn.LSTM(D, H, num_layers=2, bidirectional=bidirectional, batch_first=True)
+  with torch.no_grad():
+    for name, p in ref.named_parameters():
+      if name.startswith('bias'):
+        p.normal_()
+  sd = {n: v.detach().numpy() for n, v in ref.state_dict().items()}
+  rng = np.random.default_rng(5)
+  width = 2 * H if bidirectional else H
+  head = {'kernel': rng.normal(size=(width, k)).astype(np.float32),
+          'bias': rng.normal(size=(k,)).astype(np.float32)}
+  params = {'logits': head}
+  for l in range(2):
+    layer = {}
+    for direction, suffix in (('forward', ''), ('backward', '_reverse'))[:1 + bidirectional]:
+      g = lambda n: sd[f'{n}_l{l}{suffix}']  # noqa: E731
+      layer[direction] = {'kernel': g('weight_ih').T, 'recurrent_kernel': g('weight_hh').T,
+                          'bias': g('bias_ih') + g('bias_hh')}
+    if bidirectional:
+      params[f'bilstm_{l}'] = layer
+    else:
+      params[f'lstm_{l}'] = layer['forward']
+  model = create_model('bilstm' if bidirectional else 'lstm', k, hidden=(H, H),
+                       pooling=pooling)
+  got = np.asarray(jax.jit(functools.partial(model.apply, train=False))(
+      {'params': params}, x, mask))
+
+  packed = torch.nn.utils.rnn.pack_padded_sequence(
+      torch.from_numpy(x), torch.from_numpy(LENGTHS), batch_first=True, enforce_sorted=False)
+  with torch.no_grad():
+    out, (h_n, _) = ref(packed)
+  out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+  if pooling == 'mean':
+    pooled = out.numpy().sum(1) / LENGTHS[:, None]
+  else:  # h_n: [layers * directions, b, h]; the last layer's, forward first.
+    pooled = np.concatenate(list(h_n.numpy()[-2 if bidirectional else -1:]), axis=-1)
+  want = pooled @ head['kernel'] + head['bias']
+  np.testing.assert_allclose(got, want, atol=ATOL)
+  assert np.abs(want).max() > 0.1  # Not trivially small.

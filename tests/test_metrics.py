@@ -134,3 +134,45 @@ def test_per_class_csv_leaves_undefined_values_blank(tmp_path):
   assert (tmp_path / "p.csv").read_text().splitlines() == [
       "class,support,predicted,accuracy,precision,recall,f1,roc_auc",
       "x,2,1,0.5,1.0,0.5,0.6666666666666666,", "y,0,1,,0.0,,,"]
+
+
+# Expected calibration error: 15 equal-width bins ((m-1)/15, m/15] of top-1 confidence.
+
+def test_ece_by_hand():
+  # Confidences .9 and .88 share bin 14 ((13/15, 14/15]); .7 is in bin 11, .62 in bin 10.
+  probs = np.array([[0.9, 0.1], [0.88, 0.12], [0.3, 0.7], [0.62, 0.38]])
+  labels = np.array([0, 1, 1, 1])  # right, wrong, right, wrong
+  # (|1 - (.9 + .88)| + |1 - .7| + |0 - .62|) / 4
+  assert metrics_lib.expected_calibration_error(probs, labels) == pytest.approx(0.425, abs=1e-12)
+  bins = metrics_lib.calibration_bins(probs, labels)
+  assert bins.shape == (3, 15)
+  np.testing.assert_allclose(bins[:, 13], [2, 1.78, 1])
+  np.testing.assert_allclose(bins[0], np.bincount([13, 13, 10, 9], minlength=15))
+  # Always right at confidence 1: calibrated.
+  assert metrics_lib.expected_calibration_error(np.eye(3), np.arange(3)) == 0.0
+  # Bin edges: m/15 closes bin m; 1.0 is in the last bin.
+  edges = np.array([1 / 15, 2 / 15 + 1e-9, 1.0, 0.0])
+  assert metrics_lib.calibration_bin(edges).tolist() == [0, 2, 14, 0]
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_ece_matches_the_definition_loop(quantize):
+  # A direct reading of Guo et al.'s formula: interval membership, per-bin means.
+  rng = np.random.default_rng(3)
+  probs = rng.dirichlet(np.full(5, 0.5), size=300)
+  if quantize:  # Confidences on the bin edges.
+    probs = np.round(probs * 15) / 15
+    probs[:, 0] += 1 - probs.sum(1)
+    probs = np.abs(probs)
+  labels = rng.integers(0, 5, 300)
+  conf, correct = probs.max(1), probs.argmax(1) == labels
+  want = 0.0
+  for m in range(1, 16):
+    in_bin = (conf > (m - 1) / 15) & (conf <= m / 15) if m > 1 else conf <= 1 / 15
+    if in_bin.any():
+      want += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+  got = metrics_lib.expected_calibration_error(probs, labels)
+  # Float edges: c * 15 may round across an edge that c / m-comparison does not; rare,
+  # and each such example moves ECE by at most 1/n. Without quantising, exact to 1e-12.
+  assert got == pytest.approx(want, abs=1e-12 if not quantize else 2 / 300)
+  assert metrics_lib.classification_metrics(probs, labels, list("abcde"))["ece"] == got

@@ -179,9 +179,22 @@ def test_bad_shapes_raise_at_trace_time(name):
 
 def test_create_model_errors():
   with pytest.raises(ValueError, match='gru.*meanpool'):
-    create_model('lstm', K)
+    create_model('rnn', K)
   with pytest.raises(ValueError, match='hiden'):
     create_model('gru', K, hiden=(4,))
   # JSON configs give lists; the module must still hash (jit, apply).
   model = create_model('gru', K, hidden=[4, 2])
   assert model.hidden == (4, 2) and hash(model) is not None
+
+
+def test_linear_probe_is_mean_then_dense():
+  # numpy reference: masked mean of the real frames, then x W + b with the
+  # model's own params; fp32 against fp64, so 1e-5.
+  model, params = _model_and_params('linear_probe')
+  x, mask = _clip(model, t=T_LONG)
+  x[~mask] = 1e6  # Padding must not count.
+  p = params['params']
+  assert set(p) == {'logits'}  # One layer: a linear model of the mean.
+  mean = np.stack([x[i, :n].astype(np.float64).mean(0) for i, n in enumerate(LENGTHS)])
+  want = mean @ np.asarray(p['logits']['kernel']) + np.asarray(p['logits']['bias'])
+  np.testing.assert_allclose(_logits(model, params, x, mask), want, atol=1e-5)

@@ -139,3 +139,24 @@ def test_rows_of_global_draws_are_the_rows_of_the_global_draw(dtype):
   np.testing.assert_array_equal(keep, jax.random.bernoulli(jax.random.fold_in(key, 1), 0.6,
                                                            (16, 7)))
   assert 0 < np.asarray(keep).mean() < 1  # not a constant mask
+
+
+def test_eval_step_calibration_sums_are_those_of_metrics():
+  # The jitted per-bin sums (count, confidence, correct) of the valid rows, against
+  # metrics.calibration_bins on the same probabilities; f32 sums against f64: 1e-5.
+  from videojax import metrics
+  c = default.get_config()
+  c.model.name = "linear_probe"
+  state = train.create_train_state(c, num_classes=4, num_frames=5, feature_dim=3)
+  state = state.replace(params=jax.tree.map(lambda p: p * 40, state.params))  # Spread confidences.
+  batch = _batch(32, 5, 3, 4, seed=3)
+  batch["valid"] = np.arange(32) < 27  # The eval pipeline's padding rows.
+  sums = jax.jit(train.eval_step, static_argnums=2)(state, batch, 4)
+  logits = state.apply_fn({"params": state.params}, train.normalized_features(state, batch),
+                          batch["mask"], train=False)
+  probs = np.asarray(jax.nn.softmax(logits), np.float64)[:27]
+  want = metrics.calibration_bins(probs, batch["label"][:27])
+  assert (want[0] > 0).sum() >= 4  # Several bins in use.
+  np.testing.assert_allclose(np.asarray(sums["calibration"]), want, atol=1e-5)
+  assert metrics.ece_from_bins(sums["calibration"]) == pytest.approx(
+      metrics.expected_calibration_error(probs, batch["label"][:27]), abs=1e-5)

@@ -28,6 +28,8 @@ _MISSING = object()
 REMOVED_KEYS = {
     "extract.num_frames": "set config.data.num_frames, the one sequence length (extraction "
                           "samples that many frames, training reads them)",
+    "train.normalize_features": "set config.train.feature_norm: 'standardize' for True, "
+                                "'none' for False (or 'l2', 'power')",
 }
 
 
@@ -152,7 +154,7 @@ def _check_extract(c: _Checker) -> None:
 
 def _check_train(c: _Checker) -> None:
   import jax
-  from videojax import checkpoint, models
+  from videojax import checkpoint, models, normalization
 
   c.path_set("data.features_dir")
   c.positive_int("data.num_frames")
@@ -182,7 +184,30 @@ def _check_train(c: _Checker) -> None:
   c.non_negative_int("train.checkpoint_every_steps", default=0)
   c.name("train.best_metric", checkpoint.METRICS, default=checkpoint.METRICS[0])
   c.name("train.best_mode", checkpoint.MODES, default=checkpoint.MODES[0])
+  c.name("train.feature_norm", normalization.FEATURE_NORMS, default="standardize")
+  _check_model(c)
   _check_recipe(c)
+
+
+def _check_model(c: _Checker) -> None:
+  """The kwargs of the new baseline and recurrent models, when config.model.name picks one."""
+  from videojax.models import temporal
+
+  name = c.get("model.name", None)
+  if name not in ("linear_probe", "lstm", "bilstm") or c.get(f"model.{name}", None) is None:
+    return
+  if c.get(f"model.{name}.dropout", _MISSING) is not _MISSING:
+    c.check(f"model.{name}.dropout", lambda v: _is_number(v) and 0 <= v < 1,
+            "a number in [0, 1)")
+  if name == "linear_probe":
+    return
+  if c.get(f"model.{name}.hidden", _MISSING) is not _MISSING:
+    c.check(f"model.{name}.hidden",
+            lambda v: isinstance(v, (tuple, list)) and len(v) > 0
+            and all(_is_int(w) and w >= 1 for w in v),
+            "one or more LSTM widths >= 1, e.g. (128,)")
+  if c.get(f"model.{name}.pooling", _MISSING) is not _MISSING:
+    c.name(f"model.{name}.pooling", temporal.LSTM_POOLINGS)
 
 
 def _check_recipe(c: _Checker) -> None:

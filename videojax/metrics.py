@@ -11,6 +11,9 @@ checked against scikit-learn in tests/test_metrics.py and tests/test_evaluate.py
   Recall and F1 of a class with no examples in the split are undefined and
   reported as None; macro averages run over the classes that have examples
   (scikit-learn's `labels=<classes present>`, `average="macro"`).
+* Expected calibration error (Guo et al. 2017): the top-1 confidence (the largest
+  probability) falls in one of ECE_BINS equal-width bins ((m-1)/M, m/M]; ECE is
+  sum_m |B_m| / n * |accuracy(B_m) - mean confidence(B_m)|, in [0, 1].
 * ROC AUC is one-vs-rest on each class's probability, ties counting one half
   (the trapezoidal ROC). It is defined only for a class with both positives and
   negatives in the split; others are None, and the macro AUC averages the rest.
@@ -28,6 +31,7 @@ import numpy as np
 from videojax.files import write_text_atomic
 
 
+ECE_BINS = 15
 PER_CLASS_COLUMNS = ("class", "support", "predicted", "accuracy", "precision", "recall", "f1",
                      "roc_auc")
 
@@ -179,6 +183,50 @@ def roc_auc_ovr(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return auc
 
 
+def calibration_bin(confidence, num_bins: int = ECE_BINS):
+  """i32 index m - 1 of the bin ((m-1)/M, m/M] of each confidence in [0, 1] (0 goes to bin 0).
+
+  Plain arithmetic, so numpy and jax.numpy arrays (traced ones too) bin alike.
+  """
+  upper = -((-confidence * num_bins) // 1)  # ceil(c M): bin m holds c M in (m-1, m].
+  return (upper - 1).clip(0, num_bins - 1).astype("int32")
+
+
+def ece_from_bins(bins: np.ndarray) -> float:
+  """ECE from f[3, M] per-bin sums: example count, confidence, correct predictions.
+
+  sum_m |correct_m - confidence_m| / n; NaN when there are no examples.
+  """
+  count, confidence, correct = np.asarray(bins, np.float64)
+  n = count.sum()
+  return float(np.abs(correct - confidence).sum() / n) if n else float("nan")
+
+
+def calibration_bins(probs: np.ndarray, labels: np.ndarray,
+                     num_bins: int = ECE_BINS) -> np.ndarray:
+  """f64[3, M] per-bin sums of top-1 predictions: count, confidence, correct."""
+  probs, labels = check_probabilities(probs, labels)
+  confidence = probs.max(axis=1)
+  correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+  index = calibration_bin(confidence, num_bins)
+  return np.stack([np.bincount(index, weights=w, minlength=num_bins)
+                   for w in (np.ones_like(confidence), confidence, correct)])
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
+                               num_bins: int = ECE_BINS) -> float:
+  """Expected calibration error of top-1 predictions over `num_bins` equal-width bins.
+
+  Args:
+    probs: f32[n, k] class probabilities.
+    labels: i32[n] in [0, k).
+
+  Raises:
+    ValueError: the checks of `check_probabilities`.
+  """
+  return ece_from_bins(calibration_bins(probs, labels, num_bins))
+
+
 def _optional(x: float) -> float | None:
   return None if math.isnan(x) else float(x)
 
@@ -199,8 +247,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray,
     top_k: the k of each `top{k}_accuracy`; None where k exceeds the number of classes.
 
   Returns:
-    {top{k}_accuracy, macro_precision, macro_recall, macro_f1, macro_roc_auc,
-    num_examples, num_classes, classes_in_split, classes_with_auc, confusion
+    {top{k}_accuracy, ece (expected calibration error, ECE_BINS bins), macro_precision,
+    macro_recall, macro_f1, macro_roc_auc, num_examples, num_classes, classes_in_split, classes_with_auc, confusion
     i64[k, k], per_class: [{class, support, predicted, accuracy, precision, recall,
     f1, roc_auc}, ...]}; macro values are None when no class qualifies.
 
@@ -219,6 +267,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray,
   out = {f"top{j}_accuracy": top_k_accuracy(probs, labels, j) if j <= k else None
          for j in top_k}
   out.update(
+      ece=expected_calibration_error(probs, labels),
       macro_precision=float(precision[present].mean()),
       macro_recall=float(recall[present].mean()),
       macro_f1=float(f1[present].mean()),

@@ -14,7 +14,7 @@ import jax
 
 from videojax import models
 from videojax.checkpoint import Checkpoints, check_finite
-from videojax.normalization import standardize
+from videojax.normalization import normalize
 
 
 @dataclasses.dataclass
@@ -67,10 +67,13 @@ def load_run(workdir: str | os.PathLike) -> Run:
       meta["model"], models.feature_frame_shape(meta["feature_spec"], meta["feature_dim"]))
   model_apply = models.apply_to_flat(model, frame_shape)
   params, mean, std = state["params"], state["feature_mean"], state["feature_std"]
+  # As in training (train.run_meta): absent, the saved statistics standardise (or, zeros
+  # and ones, leave the features as they are).
+  norm = meta.get("feature_norm", "standardize")
 
   @jax.jit
   def apply(features, mask):
-    logits = model_apply({"params": params}, standardize(features, mask, mean, std), mask,
+    logits = model_apply({"params": params}, normalize(features, mask, norm, mean, std), mask,
                          train=False)
     return jax.nn.softmax(logits)
 

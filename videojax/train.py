@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import struct
 from flax.training import train_state
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
@@ -30,7 +31,7 @@ from videojax.data import parts as parts_lib
 from videojax.data import pipeline
 from videojax.data.validation import split_validation  # noqa: F401  (also train.split_validation)
 from videojax.files import write_json_atomic
-from videojax.normalization import standardize
+from videojax.normalization import normalize
 from videojax.workdir_lock import WorkdirLock
 from videojax.writers import MetricWriter
 
@@ -42,13 +43,15 @@ class TrainingDiverged(UserError, RuntimeError):
 
 
 class TrainState(train_state.TrainState):
-  """Flax's TrainState plus the fixed per-dimension feature standardisation.
+  """Flax's TrainState plus the fixed feature normalisation (videojax.normalization).
 
   feature_mean, feature_std: f32[d], from the valid frames of the training
-  split; zeros and ones when config.train.normalize_features is off.
+  split; zeros and ones unless config.train.feature_norm is 'standardize'.
+  feature_norm: config.train.feature_norm; static, not saved (the run's meta holds it).
   """
   feature_mean: jax.Array
   feature_std: jax.Array
+  feature_norm: str = struct.field(pytree_node=False, default="standardize")
 
 
 def feature_statistics(fs: features_lib.FeatureSet,
@@ -77,8 +80,14 @@ def feature_statistics(fs: features_lib.FeatureSet,
 
 
 def normalized_features(state: TrainState, batch: Mapping[str, jax.Array]) -> jax.Array:
-  """The batch's features standardised with the state's training-split statistics."""
-  return standardize(batch["features"], batch["mask"], state.feature_mean, state.feature_std)
+  """The batch's features f32[b, t, d] under the state's feature_norm (training-split statistics)."""
+  return normalize(batch["features"], batch["mask"], state.feature_norm, state.feature_mean,
+                   state.feature_std)
+
+
+def feature_norm(config: ml_collections.ConfigDict) -> str:
+  """config.train.feature_norm; 'standardize' where a config has no such key."""
+  return config.train.get("feature_norm", "standardize")
 
 
 def model_kwargs(config: ml_collections.ConfigDict) -> dict:
@@ -129,7 +138,8 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
   return TrainState.create(
       apply_fn=models.apply_to_flat(model, frame_shape), params=params, tx=tx,
       feature_mean=jnp.zeros(feature_dim) if mean is None else jnp.asarray(mean),
-      feature_std=jnp.ones(feature_dim) if std is None else jnp.asarray(std))
+      feature_std=jnp.ones(feature_dim) if std is None else jnp.asarray(std),
+      feature_norm=feature_norm(config))
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array,
@@ -204,8 +214,10 @@ def _all_finite(tree: Any) -> jax.Array:
 
 def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: int,
               axis_name: str | None = None) -> Metrics:
-  """Sums over the valid examples of a batch: loss, count and confusion i32[k, k].
+  """Sums over the valid examples of a batch: loss, count, confusion i32[k, k], calibration.
 
+  calibration: f32[3, M], per bin of top-1 confidence (`metrics.calibration_bin`), the
+  count, the summed confidence and the correct predictions (`metrics.ece_from_bins`).
   axis_name: as for `train_step`; the sums are then over every device's rows.
   """
   logits = state.apply_fn({"params": state.params}, normalized_features(state, batch),
@@ -214,8 +226,12 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
   pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
   true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32) * valid[:, None]
+  confidence = jax.nn.softmax(logits).max(-1)
+  in_bin = jax.nn.one_hot(metrics.calibration_bin(confidence), metrics.ECE_BINS) * valid[:, None]
+  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
   sums = {"loss": jnp.sum(jnp.where(valid, loss, 0.0)), "count": jnp.sum(valid),
-          "confusion": true.T @ pred}
+          "confusion": true.T @ pred,
+          "calibration": jnp.stack([jnp.ones_like(confidence), confidence, correct]) @ in_bin}
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
@@ -277,14 +293,17 @@ def evaluate_split(steps: Steps, state: TrainState, parts: list[features_lib.Fea
   k = len(parts[0].class_names)
   per_part = batch_size // len(sizes)
   confusion, loss, count = np.zeros((k, k), np.int64), 0.0, 0
+  calibration = np.zeros((3, metrics.ECE_BINS), np.float64)
   num_batches = pipeline.num_eval_batches(int(max(sizes)), per_part)
   for batch in pipeline.eval_batches(parts, per_part, num_batches):
     m = jax.device_get(steps.eval(state, sharding.put_batch(batch, steps.mesh)))
     confusion += m["confusion"]
     loss += float(m["loss"])
     count += int(m["count"])
+    calibration += m["calibration"]
   assert count == sum(sizes), (count, sizes)
-  return {"confusion": confusion, "loss": loss / max(count, 1)}
+  return {"confusion": confusion, "loss": loss / max(count, 1),
+          "ece": metrics.ece_from_bins(calibration)}
 
 
 def num_parts(config: ml_collections.ConfigDict) -> int:
@@ -303,10 +322,15 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | pa
       "features_dir": str(pathlib.Path(config.data.features_dir).absolute()),
       "train_seed": config.train.seed, "batch_size": config.train.batch_size,
       "learning_rate": config.train.learning_rate,
-      "normalize_features": config.train.normalize_features,
+      # As before feature_norm existed: a checkpoint of then resumes as standardize / none.
+      "normalize_features": feature_norm(config) == "standardize",
       "label_smoothing": config.train.get("label_smoothing", 0.0),
       "num_parts": num_parts(config),
       **_recipe_meta(config),
+      # Only the norms that came with the key: absent means standardize, with the saved
+      # statistics (zeros and ones for none), which is how load_run reads it.
+      **({"feature_norm": feature_norm(config)}
+         if feature_norm(config) not in ("standardize", "none") else {}),
   }
 
 
@@ -328,7 +352,7 @@ _RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "nu
                 "feature_dim", "train_seed", "batch_size", "learning_rate",
                 "normalize_features", "label_smoothing", "num_parts", "schedule",
                 "warmup_epochs", "schedule_num_epochs", "grad_clip_norm", "grad_accum_steps",
-                "frame_dropout", "temporal_crop", "compute_dtype")
+                "frame_dropout", "temporal_crop", "compute_dtype", "feature_norm")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -391,7 +415,7 @@ def _check_finite(step: int, finite: jax.Array, config: ml_collections.ConfigDic
       f"training diverged at step {step}: the loss, a gradient or the updated parameters are "
       f"NaN/inf; lower train.learning_rate (now {config.train.learning_rate}), or check "
       f"train.weight_decay, train.label_smoothing and the features "
-      f"(train.normalize_features, data.features_dir); "
+      f"(train.feature_norm, data.features_dir); "
       + (f"the last finite checkpoint, {ckpts.directory}/{last}, is kept"
          if last else "no checkpoint was saved"))
 
@@ -430,7 +454,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                 temporal_crop=recipe["temporal_crop"], compute_dtype=recipe["compute_dtype"])
   repl = sharding.replicated(mesh)
   stats = (feature_statistics(features_lib.concat(data.train))
-           if config.train.normalize_features else (None, None))
+           if feature_norm(config) == "standardize" else (None, None))
   per_part = config.train.batch_size // data.num_parts
   sizes = data.sizes["train"]
   spe = pipeline.steps_per_epoch(int(sizes.min()), per_part)
@@ -487,8 +511,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       val = evaluate_split(steps, state, data.val, config.eval.batch_size, data.sizes["val"])
       summary.update(val_loss=val["loss"],
                      val_accuracy=metrics.summarize(val["confusion"],
-                                                       data.class_names)["accuracy"])
-      ckpt_metrics = {"val_accuracy": summary["val_accuracy"], "val_loss": summary["val_loss"]}
+                                                       data.class_names)["accuracy"],
+                     val_ece=val["ece"])
+      ckpt_metrics = {"val_accuracy": summary["val_accuracy"], "val_loss": summary["val_loss"],
+                      "val_ece": val["ece"]}
     summary["epoch"] = (step + 1) / spe
     writer.write(step + 1, summary)
     ckpts.save(step + 1, state, meta, ckpt_metrics)
@@ -511,7 +537,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   # Side by side with test: a gap between them flags a leak. The best step's validation
   # metrics were measured when it was saved; evaluating the same state again gives them.
   results.update(ckpts.metrics(best) or {})
-  results.update(test_loss=test["loss"], best_step=int(best), best_metric=ckpts.metric,
+  results.update(test_loss=test["loss"], test_ece=test["ece"], best_step=int(best), best_metric=ckpts.metric,
                  best_mode=ckpts.mode, best_value=ckpts.score(best), total_steps=total_steps,
                  last_step=end_step, stopped_early=end_step < total_steps,
                  stop_reason=stop_reason, recipe=recipe,

@@ -14,13 +14,18 @@ from videojax.models.backbones import (
     feature_frame_shape, load_backbone_variables, preprocess_frames)
 from videojax.models.convlstm import (
     ConvLSTMClassifier, ConvLSTMFeatureClassifier)
-from videojax.models.temporal import GRUClassifier, MeanPoolClassifier
+from videojax.models.temporal import (
+    BiLSTMClassifier, GRUClassifier, LinearProbeClassifier, LSTMClassifier,
+    MeanPoolClassifier)
 from videojax.models.temporal_attention import (
     BiLSTMAttentionClassifier, TransformerClassifier)
 
 _MODELS: dict[str, type[nn.Module]] = {
     'gru': GRUClassifier,
     'meanpool': MeanPoolClassifier,
+    'linear_probe': LinearProbeClassifier,
+    'lstm': LSTMClassifier,
+    'bilstm': BiLSTMClassifier,
     'bilstm_attention': BiLSTMAttentionClassifier,
     'transformer': TransformerClassifier,
     'convlstm': ConvLSTMClassifier,

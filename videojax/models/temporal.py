@@ -11,7 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videojax.models.rnn import GRU
+from videojax.models.rnn import GRU, LSTM, Bidirectional
+
+LSTM_POOLINGS = ('mean', 'last')
 
 
 def check_features(features: jax.Array, mask: jax.Array, where: str) -> None:
@@ -110,3 +112,96 @@ class MeanPoolClassifier(nn.Module):
     x = nn.relu(nn.Dense(self.hidden, name='dense')(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, name='logits')(x)
+
+
+class LinearProbeClassifier(nn.Module):
+  """Masked mean over frames, then one Dense layer: the linear-probe baseline.
+
+  Logistic regression on the mean of the frames, trained by the same loop as
+  every other model, so a temporal model is always read against it.
+
+  Attributes:
+    num_classes: k.
+    dropout: dropout rate on the mean before the linear layer (0: none).
+  """
+  num_classes: int
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(
+      self, features: jax.Array, mask: jax.Array, *, train: bool
+  ) -> jax.Array:
+    """f32[b, t, d], bool[b, t] -> logits f32[b, k] = mean_t(features) W + b.
+
+    Raises:
+      ValueError: if the shapes of features and mask do not match.
+    """
+    check_features(features, mask, type(self).__name__)
+    x = masked_mean(features, mask)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, name='logits')(x)
+
+
+class LSTMClassifier(nn.Module):
+  """Stacked masked LSTMs, pooled over time, then dropout and a linear head.
+
+  Each layer is `models.rnn.LSTM` (PyTorch gate order and biases summed), so
+  torch's `nn.LSTM` weights load by a transpose; `BiLSTMClassifier` runs each
+  layer in both directions (`models.rnn.Bidirectional`).
+
+  Attributes:
+    num_classes: k.
+    hidden: LSTM widths, one per layer (per direction for the BiLSTM).
+    pooling: 'mean', the masked mean of the last layer's outputs over the
+      real frames; or 'last', its final state: the state after the last real
+      frame (and, bidirectional, the backward state after frame 0), as
+      torch's h_n.
+    dropout: rate between layers and before the head.
+  """
+  num_classes: int
+  hidden: Sequence[int] = (128,)
+  pooling: str = 'mean'
+  dropout: float = 0.0
+  bidirectional = False  # A class constant, not a module field: the name picks it.
+
+  @nn.compact
+  def __call__(
+      self, features: jax.Array, mask: jax.Array, *, train: bool
+  ) -> jax.Array:
+    """f32[b, t, d], bool[b, t] -> logits f32[b, k].
+
+    Raises:
+      ValueError: if the shapes of features and mask do not match, no
+        hidden width is given, or on an unknown pooling.
+    """
+    name = type(self).__name__
+    check_features(features, mask, name)
+    if not self.hidden:
+      raise ValueError(f'{name}.hidden must name at least one LSTM width')
+    if self.pooling not in LSTM_POOLINGS:
+      raise ValueError(f'{name}.pooling must be one of {LSTM_POOLINGS}; got '
+                       f'{self.pooling!r}')
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    x = features
+    for i, width in enumerate(self.hidden):
+      last = i == len(self.hidden) - 1
+      # Only the last layer may return its final state: the one 'last' pools.
+      seq = not (last and self.pooling == 'last')
+      if self.bidirectional:
+        x = Bidirectional(LSTM(width, return_sequences=seq), name=f'bilstm_{i}')(x, mask)
+      else:
+        x = LSTM(width, return_sequences=seq, name=f'lstm_{i}')(x, mask)
+      if not last:
+        x = drop(x)
+    if self.pooling == 'mean':
+      x = masked_mean(x, mask)
+    return nn.Dense(self.num_classes, name='logits')(drop(x))
+
+
+class BiLSTMClassifier(LSTMClassifier):
+  """`LSTMClassifier` with every layer bidirectional: f32[b, t, 2h] outputs.
+
+  With pooling 'last' the head reads [forward state after the last real
+  frame | backward state after frame 0], torch's h_n of both directions.
+  """
+  bidirectional = True

@@ -12,6 +12,11 @@ distinct extraction setting, trains each cell once per seed with
   summary.csv, summary.md    one row per cell: mean and sample std over seeds
   accuracy.png, curves.png   test accuracy vs the first axis; val accuracy per epoch
 
+The linear probe (model linear_probe: mean of the frames + one linear layer, same loop)
+is trained beside every sweep, on the same features and seeds, so each table has the
+baseline its models are read against (`probe_cells`); `probe=False` (scripts/ablate.py
+--no_probe) leaves it out.
+
 Sequence length: features are extracted once at the longest swept
 `data.num_frames` (into features/<extraction keys>,num_frames=<T>) and each
 shorter T is subsampled from them at training time (`features.subsample_frames`).
@@ -64,6 +69,7 @@ RUNTIME_KEYS = ("extract.batch_size", "extract.num_workers", "extract.num_device
 # Swept string keys whose accepted values are known up front.
 CHOICES = {"model.name": models.MODEL_NAMES, "extract.backbone": models.BACKBONE_NAMES}
 STD = "sample standard deviation (ddof=1) over seeds"
+PROBE = "linear_probe"  # The baseline model every sweep is trained beside.
 RESULT_COLUMNS = ("seed", "test_accuracy", "test_loss", "best_val_accuracy", "epochs",
                   "total_steps", "batch_size", "train_seconds", "seconds",
                   "examples_per_second", "num_train", "run_dir")
@@ -178,13 +184,40 @@ def is_extraction_key(key: str) -> bool:
                                         and key not in TRAINING_DATA_KEYS)
 
 
+def probe_cells(config: ml_collections.ConfigDict,
+                cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """The linear-probe cells to add to `cells`: one per setting of the keys the probe reads.
+
+  Each cell gives one with model.name = PROBE (appended last when model.name is not
+  swept, so the cells' own folder names stay as they were) and without the keys of
+  other models (model.<name>.*), which the probe does not read. A cell that is
+  already a probe run, or a probe cell already there, is not repeated.
+  """
+  def is_probe(cell):
+    return cell.get("model.name", config.model.name) == PROBE
+
+  seen = {cell_name(c) for c in cells if is_probe(c)}
+  out = []
+  for cell in cells:
+    if is_probe(cell):
+      continue
+    probe = {k: v for k, v in cell.items()
+             if not k.startswith("model.") or k == "model.name" or k.startswith(f"model.{PROBE}.")}
+    probe["model.name"] = PROBE
+    if cell_name(probe) not in seen:
+      seen.add(cell_name(probe))
+      out.append(probe)
+  return out
+
+
 def plan_runs(config: ml_collections.ConfigDict, axes: Sequence[Axis], seeds: Sequence[int],
-              out: str | pathlib.Path) -> list[Cell]:
+              out: str | pathlib.Path, probe: bool = True) -> list[Cell]:
   """Every cell x seed, ordered seed-major so that a full seed comes early.
 
   Sets in each run's config: the swept values, train.seed and data.features_dir
   (<out>/features/<name>, one per extraction setting, extracted at the longest
-  data.num_frames of the sweep).
+  data.num_frames of the sweep). With `probe`, the cells of `probe_cells` follow
+  the swept ones.
 
   Raises:
     SweepError: a key swept twice, or two cells with the same folder name.
@@ -195,9 +228,11 @@ def plan_runs(config: ml_collections.ConfigDict, axes: Sequence[Axis], seeds: Se
     raise SweepError(f"--sweep: a key is swept twice: {', '.join(keys)}")
   longest = max(next((a.values for a in axes if a.key == "data.num_frames"),
                       (config.data.num_frames,)))
+  cells = [dict(zip(keys, values)) for values in itertools.product(*(a.values for a in axes))]
+  if probe:
+    cells += probe_cells(config, cells)
   runs, names = [], {}
-  for values in itertools.product(*(a.values for a in axes)):
-    cell = dict(zip(keys, values))
+  for cell in cells:
     c = copy.deepcopy(config)
     for k, v in cell.items():
       variants.set_leaf(c, k, v)
@@ -290,8 +325,8 @@ def result_row(run: Cell, results: Mapping[str, Any], out: pathlib.Path) -> dict
   train_seconds = float(results.get("train_seconds", math.nan))
   # The steps trained: fewer than total_steps when early stopping ended the run.
   steps = int(results.get("last_step", results.get("total_steps", 0)))
-  return {"cell": run.name, **{k: format_value(v) for k, v in run.values.items()},
-          "seed": run.seed, "test_accuracy": float(results["accuracy"]),
+  return {"cell": run.name, "model.name": run.config.model.name,
+          **{k: format_value(v) for k, v in run.values.items()}, "seed": run.seed, "test_accuracy": float(results["accuracy"]),
           "test_loss": float(results.get("test_loss", math.nan)),
           "best_val_accuracy": max(val) if val else math.nan,
           "epochs": metrics[-1].get("epoch", math.nan) if metrics else math.nan,
@@ -317,7 +352,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[di
     cells.setdefault(r["cell"], []).append(r)
   out = []
   for name, group in cells.items():
-    row = {"cell": name, **{k: group[0][k] for k in keys}, "seeds": len(group)}
+    # A probe cell leaves out the other models' keys: blank in its row.
+    row = {"cell": name, **{k: group[0].get(k, "") for k in keys}, "seeds": len(group)}
     for col in STAT_COLUMNS:
       row[f"{col}_mean"], row[f"{col}_std"] = mean_std([float(r[col]) for r in group])
     out.append(row)
@@ -341,15 +377,26 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]], keys: Sequence[str],
   seeds = sorted({r["seeds"] for r in summary})
   std = (f"± is the {STD}." if max(seeds, default=1) > 1
          else "One seed per cell: no spread shown.")
+  probe = (f" Rows of model.name={PROBE}: the linear probe (mean of the frames + one linear "
+           "layer, the same loop, features and seeds), the baseline each model is read "
+           "against." if any(r.get("model.name") == PROBE for r in summary) else "")
   return (f"# Ablation summary\n\n{len(summary)} cells, {num_runs} runs. {std} Times are "
           "per run (train: the training loop and validation; examples/s = steps x batch / "
-          f"train time).\n\n{report.markdown_table(header, body)}\n")
+          f"train time).{probe}\n\n{report.markdown_table(header, body)}\n")
+
+
+def table_keys(axes: Sequence[Axis], runs: Sequence[Cell]) -> list[str]:
+  """The swept keys, and model.name where the probe's cells add it to an unswept model."""
+  keys = [a.key for a in axes]
+  if "model.name" not in keys and any("model.name" in r.values for r in runs):
+    keys.append("model.name")
+  return keys
 
 
 def write_outputs(out: pathlib.Path, rows: list[dict], axes: Sequence[Axis],
                   runs: Sequence[Cell]) -> dict[str, pathlib.Path]:
   """results.csv, summary.csv, summary.md, accuracy.png and curves.png under `out`."""
-  keys = [a.key for a in axes]
+  keys = table_keys(axes, runs)
   summary = summarize(rows, keys)
   files = {
       "results": write_text_atomic(out / "results.csv",
@@ -361,19 +408,18 @@ def write_outputs(out: pathlib.Path, rows: list[dict], axes: Sequence[Axis],
       "summary_md": write_text_atomic(out / "summary.md",
                                       summary_markdown(summary, keys, len(rows))),
   }
-  files["accuracy_png"] = _accuracy_plot(out / "accuracy.png", summary, axes)
+  files["accuracy_png"] = _accuracy_plot(out / "accuracy.png", summary, keys)
   files["curves_png"] = _curves_plot(out / "curves.png", runs)
   return files
 
 
 def _accuracy_plot(path: pathlib.Path, summary: Sequence[Mapping[str, Any]],
-                   axes: Sequence[Axis]) -> pathlib.Path:
-  """Test accuracy (mean ± std) against data.num_frames, else the first swept key."""
-  keys = [a.key for a in axes]
+                   keys: Sequence[str]) -> pathlib.Path:
+  """Test accuracy (mean ± std) against data.num_frames, else the first key of the table."""
   x_key = "data.num_frames" if "data.num_frames" in keys else (keys[0] if keys else None)
   series: dict[str, tuple[list, list, list]] = {}
   for r in summary:
-    label = ", ".join(f"{k}={r[k]}" for k in keys if k != x_key) or "all"
+    label = ", ".join(f"{k}={r[k]}" for k in keys if k != x_key and r[k] != "") or "all"
     xs, ms, ss = series.setdefault(label, ([], [], []))
     xs.append(int(r[x_key]) if x_key == "data.num_frames" else (r[x_key] if x_key else "base"))
     ms.append(r["test_accuracy_mean"])
@@ -421,7 +467,7 @@ def _validate_cells(runs: Sequence[Cell], features: Mapping[str, ml_collections.
 
 def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
                  sweeps: Sequence[str | Axis], seeds: Sequence[int] | str = (0,),
-                 echo: Callable[[str], Any] = print) -> dict[str, Any]:
+                 echo: Callable[[str], Any] = print, probe: bool = True) -> dict[str, Any]:
   """Extracts, trains and summarises every cell x seed of a sweep under `out`.
 
   Args:
@@ -431,6 +477,7 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
     sweeps: 'key=v1,v2' strings (or Axis); their cross product makes the cells.
     seeds: train.seed values; each cell trains once per seed.
     echo: where messages go (train_and_evaluate's epoch lines included).
+    probe: also train the linear probe on the same features and seeds (`probe_cells`).
 
   Returns:
     {'rows': results.csv rows, 'summary': summary.csv rows, 'trained': run
@@ -445,7 +492,8 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
   out = pathlib.Path(out)
   seeds = parse_seeds(seeds)
   axes = [s if isinstance(s, Axis) else parse_sweep(config, s) for s in sweeps]
-  runs = plan_runs(config, axes, seeds, out)
+  runs = plan_runs(config, axes, seeds, out, probe)
+  keys = table_keys(axes, runs)
   writer = jax.process_index() == 0
   for run in runs:
     if run.done:
@@ -458,7 +506,7 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
   if writer:
     write_json_atomic(out / "ablation.json", {
         "sweep": {a.key: [format_value(v) for v in a.values] for a in axes},
-        "seeds": list(seeds), "std": STD, "num_runs": len(runs),
+        "seeds": list(seeds), "std": STD, "num_runs": len(runs), "linear_probe": probe,
         "features": {n: {"dir": str(out / "features" / n),
                          "num_frames": c.data.num_frames}
                      for n, c in features.items()}})
@@ -492,11 +540,11 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
     if writer:
       rows.append(result_row(run, results, out))
       write_text_atomic(out / "results.csv",
-                        _csv_text(rows, ["cell", *(a.key for a in axes), *RESULT_COLUMNS]))
+                        _csv_text(rows, ["cell", *keys, *RESULT_COLUMNS]))
   bar.close()
   files = write_outputs(out, rows, axes, runs) if writer else {}
   if writer:
     echo(f"{len(trained)} run(s) trained, {len(skipped)} reused; summary in "
          f"{files['summary_md']}")
-  return {"rows": rows, "summary": summarize(rows, [a.key for a in axes]) if writer else [],
+  return {"rows": rows, "summary": summarize(rows, keys) if writer else [],
           "trained": trained, "skipped": skipped, "extracted": extracted, "files": files}

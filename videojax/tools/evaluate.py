@@ -304,7 +304,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
   echo(f"{len(runs)} run(s), {split} split, views {','.join(modes)}: top-1 "
        f"{metrics['top1_accuracy']:.4f}"
        + (f", top-5 {top5:.4f}" if top5 is not None else "")
-       + f", macro F1 {metrics['macro_f1']:.4f} on {metrics['num_examples']} clips "
+       + f", ECE {metrics['ece']:.4f}, macro F1 {metrics['macro_f1']:.4f} on {metrics['num_examples']} clips "
        f"({'; '.join(run.chosen for run in runs)}); "
        f"results in {out_dir}")
   return report

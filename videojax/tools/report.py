@@ -27,11 +27,12 @@ CONFIG_KEYS = ("data.root", "data.layout", "data.features_dir", "data.num_frames
                "data.val_fraction", "extract.backbone", "extract.weights", "extract.pooling",
                "extract.image_size", "extract.temporal_scales",
                "model.name", "train.batch_size", "train.num_epochs", "train.learning_rate",
-               "train.weight_decay", "train.label_smoothing", "train.seed")
+               "train.weight_decay", "train.label_smoothing", "train.feature_norm",
+               "train.seed")
 META_KEYS = ("model", "model_kwargs", "num_frames", "feature_dim", "features_dir",
              "batch_size", "learning_rate", "train_seed", "label_smoothing")
-RESULT_KEYS = ("accuracy", "test_loss", "num_examples", "best_step", "total_steps",
-               "num_train", "num_val", "train_seconds", "seconds", "num_devices")
+RESULT_KEYS = ("accuracy", "test_loss", "test_ece", "val_ece", "num_examples", "best_step",
+               "total_steps", "num_train", "num_val", "train_seconds", "seconds", "num_devices")
 
 
 # Formatting shared with the ablation's summary.md.
@@ -318,7 +319,10 @@ def ablation_document(directory: pathlib.Path) -> Document:
     sweep = "; ".join(f"`{k}` ∈ {{{', '.join(map(str, v))}}}" for k, v in meta["sweep"].items())
     doc.text(f"Swept: {sweep or 'nothing (one cell)'}. Seeds: "
              f"{', '.join(map(str, meta['seeds']))}. {meta['num_runs']} runs in all; "
-             f"{len(results) if results is not None else 0} with results.")
+             f"{len(results) if results is not None else 0} with results."
+             + (" The linear probe (model.name=linear_probe: mean of the frames + one linear "
+                "layer) is trained beside them on the same features and seeds."
+                if meta.get("linear_probe") else ""))
   else:
     doc.skipped(f"no ablation.json in {directory}")
   doc.heading("Summary")
