@@ -9,23 +9,22 @@ import numpy as np
 import pytest
 
 from videojax.models import MODEL_NAMES, create_model
-from videojax.models.convlstm import ConvLSTMClassifier
 from videojax.models.temporal import masked_mean
 
 ATOL = 1e-6  # fp32; padding must not change results beyond rounding.
 B, T, D, K = 3, 6, 8, 4
 LENGTHS = np.array([6, 4, 2])
 T_LONG = T + 4  # One padded length for every test: each new shape compiles.
-# Per-frame input of models that take more than features f32[d] (raw frames).
-STEP_SHAPES = {ConvLSTMClassifier: (4, 4, 3)}
+# Per-frame input of models that read a map per frame (`reads_maps`: the ConvLSTMs).
+MAP_SHAPE = (4, 4, 3)
 
 
 def _clip(model, t=T, lengths=LENGTHS, pad_value=0.0, seed=0):
   """Inputs f32[b, t, ...] for `model`, equal to the base clip on valid frames.
 
-  Features f32[b, t, d], or frames f32[b, t, h, w, c] per STEP_SHAPES.
+  Features f32[b, t, d], or maps f32[b, t, h, w, c] (MAP_SHAPE) for models that read them.
   """
-  step = STEP_SHAPES.get(type(model), (D,))
+  step = MAP_SHAPE if getattr(model, "reads_maps", False) else (D,)
   base = np.random.default_rng(seed).normal(size=(B, T) + step)
   base = base.astype(np.float32)
   x = np.full((B, t) + step, pad_value, np.float32)
