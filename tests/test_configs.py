@@ -39,7 +39,7 @@ def test_config_builds_its_model(name, arg):
   d = (c.extract.image_size ** 2 * 3 if c.extract.frames == "pixels" else
        models.backbone_feature_dim(c.extract.backbone, c.extract.pooling, c.extract.grid_size))
   frame = train.model_frame_shape(c, extract.extraction_spec(c), d)
-  model = models.create_model(c.model.name, 5, **train.model_kwargs(c))
+  model = models.create_model(c.model.name, 5, **train.model_kwargs(c, d))
   t = c.data.num_frames
   out = jax.eval_shape(lambda: model.init_with_output(
       jax.random.key(0), jnp.zeros((2, t, *frame)), jnp.ones((2, t), bool), train=False)[0])
