@@ -5,9 +5,9 @@ Features come from the ImageNet EfficientNet-Lite0 that installs with videojax.
 Differs from default.py: 112 px frames, T = 16, 2x2 grid pooling (the demo's
 motion classes need coarse position, which global average pooling discards),
 and a shorter schedule: 20 epochs (810 training clips, 51 steps each), 1 of warmup,
-a higher learning rate and less frame dropout. With it the GRU and the transformer tell
-the order-only pairs apart (transformer 0.99; see the README) while mean-pooling stays
-at chance.
+a higher learning rate and less frame dropout. Measured with this recipe (seed 0): order-only
+pairs 0.99 for a 64-wide transformer, 0.86 for a 128-wide GRU, 0.81 for bilstm_attention,
+0.32 for mean-pooling.
 """
 import ml_collections
 
