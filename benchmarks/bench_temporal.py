@@ -370,7 +370,7 @@ def available_references(notes: list[str]) -> list[str]:
 def make_runners(name: str, config, batch, num_classes: int, references: list[str],
                  notes: list[str], where: str) -> list[Runner]:
   """Ours first, then the references; one that fails to build is noted and left out."""
-  kw = train.model_kwargs(config)
+  kw = train.model_kwargs(config, batch["features"].shape[-1])
   lr = config.train.learning_rate
   runners: list[Runner] = [JaxRunner(config, batch, num_classes)]
   builders = []

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from videojax import config_variants, extract, models, train
+from videojax import config_variants, extract, models, optim, train
 from videojax.data import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def test_config_builds_its_model(name, arg):
   d = (c.extract.image_size ** 2 * 3 if c.extract.frames == "pixels" else
        models.backbone_feature_dim(c.extract.backbone, c.extract.pooling, c.extract.grid_size))
   frame = train.model_frame_shape(c, extract.extraction_spec(c), d)
-  model = models.create_model(c.model.name, 5, **train.model_kwargs(c))
+  model = models.create_model(c.model.name, 5, **train.model_kwargs(c, d))
   t = c.data.num_frames
   out = jax.eval_shape(lambda: model.init_with_output(
       jax.random.key(0), jnp.zeros((2, t, *frame)), jnp.ones((2, t), bool), train=False)[0])
@@ -69,10 +69,22 @@ def test_bad_variants_are_refused_naming_them(arg, message):
     load("default", arg)
 
 
-def test_default_mirrors_the_keras_example():
-  c = load("default")
+def test_keras_cnn_rnn_mirrors_the_keras_example():
+  c = load("keras_cnn_rnn")
   assert (c.data.num_frames, c.extract.pooling, c.model.name) == (20, "avg", "gru")
   assert dict(c.model.gru) == {"hidden": (16, 8), "dropout": 0.4, "dense": 8}
+  # Plain Adam at a constant rate, 30 epochs: every part of the recipe off.
+  assert (c.train.num_epochs, c.train.learning_rate, c.train.weight_decay) == (30, 1e-3, 0.0)
+  assert all(c.train[k] == v for k, v in optim.DEFAULTS.items()
+             if k != "early_stopping_patience")
+  assert (c.train.label_smoothing, c.train.frame_dropout, c.train.temporal_crop) == (0, 0, 0)
+
+
+def test_default_gru_width_follows_the_features():
+  c = load("default")
+  assert (c.data.num_frames, c.extract.pooling, c.model.name) == (20, "avg", "gru")
+  assert train.model_kwargs(c, 1280)["hidden"] == [128]
+  assert train.model_kwargs(c, 512)["hidden"] == [64]
 
 
 def test_bilstm_attention_mirrors_the_issue():

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default as default_config
+from configs import keras_cnn_rnn
 from videojax import train
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
@@ -116,7 +116,7 @@ def _write_features(directory, classes=CLASSES, dim=12, noise_seed=0, drop_test=
 
 
 def _config(features_dir, model, num_frames=SPEC["num_frames"], epochs=2):
-  c = default_config.get_config()
+  c = keras_cnn_rnn.get_config()  # The plain recipe: constant rate, no augmentation.
   c.data.features_dir, c.data.num_frames, c.data.val_fraction = str(features_dir), num_frames, 0.34
   c.model.name = model
   c.model.gru.hidden = (8,)  # One layer: half the compile time of the default two.

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
+from configs import keras_cnn_rnn
 from videojax import distributed, train
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
@@ -44,7 +44,8 @@ def _write_features(directory: pathlib.Path, split: str, num_shards: int, per_sh
 
 
 def _config(features_dir, **overrides):
-  c = default.get_config()
+  # The plain recipe (constant rate, no augmentation): these tests are about the machinery.
+  c = keras_cnn_rnn.get_config()
   c.data.features_dir = str(features_dir)
   c.data.num_frames, c.data.val_fraction = T, 0.25
   c.model.gru.hidden = (8,)

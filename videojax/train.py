@@ -31,6 +31,7 @@ from videojax.data import parts as parts_lib
 from videojax.data import pipeline
 from videojax.data.validation import split_validation  # noqa: F401  (also train.split_validation)
 from videojax.files import write_json_atomic
+from videojax.models import widths
 from videojax.normalization import normalize
 from videojax.workdir_lock import WorkdirLock
 from videojax.writers import MetricWriter
@@ -90,13 +91,17 @@ def feature_norm(config: ml_collections.ConfigDict) -> str:
   return config.train.get("feature_norm", "standardize")
 
 
-def model_kwargs(config: ml_collections.ConfigDict) -> dict:
-  """The keyword arguments of `config.model.name`, from `config.model.<name>`."""
+def model_kwargs(config: ml_collections.ConfigDict, feature_dim: int) -> dict:
+  """The keyword arguments of `config.model.name`, from `config.model.<name>`.
+
+  A width of 0 becomes one scaled to `feature_dim`, d (`models.widths`).
+  """
   name = config.model.name
   if name not in models.MODEL_NAMES:
     raise ValueError(f"config.model.name={name!r}; accepted: {', '.join(models.MODEL_NAMES)}")
   sub = config.model.get(name)
-  return json.loads(json.dumps(sub.to_dict() if sub is not None else {}))
+  kwargs = json.loads(json.dumps(sub.to_dict() if sub is not None else {}))
+  return widths.resolve(name, kwargs, feature_dim)
 
 
 def model_frame_shape(config: ml_collections.ConfigDict, spec: dict,
@@ -127,7 +132,7 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
   `optim.make_optimizer(config.train, steps_per_epoch)`; steps_per_epoch only
   matters to a learning-rate schedule (config.train.schedule).
   """
-  model = models.create_model(config.model.name, num_classes, **model_kwargs(config))
+  model = models.create_model(config.model.name, num_classes, **model_kwargs(config, feature_dim))
   frame_shape = tuple(frame_shape or (feature_dim,))
   rng = jax.random.fold_in(jax.random.key(config.train.seed), 0)
   # Jitted: eager init of a scanned RNN dispatches op by op (13 s for the GRU on 2 cores).
@@ -316,7 +321,7 @@ def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | pa
   """What a checkpoint belongs to; compared on resume and read by predict."""
   return {
       "class_names": list(fs.class_names), "model": config.model.name,
-      "model_kwargs": model_kwargs(config), "feature_spec": fs.spec,
+      "model_kwargs": model_kwargs(config, fs.feature_dim), "feature_spec": fs.spec,
       "feature_spec_hash": features_lib.spec_hash(fs.spec),
       "num_frames": fs.num_frames, "feature_dim": fs.feature_dim,
       "features_dir": str(pathlib.Path(config.data.features_dir).absolute()),
