@@ -19,8 +19,6 @@ def test_every_shipped_config_and_variant_is_valid(name, arg):
 def test_every_bad_key_is_listed_in_one_message():
   c = default.get_config()
   c.data.root, c.data.features_dir = "/data/videos", "/data/features"
-  # Under warmup_cosine, num_epochs=0 would also make warmup_epochs bad: one key, one error.
-  c.train.schedule = "constant"
   bad_train = {"train.batch_size": 0, "eval.batch_size": 0, "train.num_epochs": 0,
                "model.name": "grux", "train.learning_rate": float("inf"),
                "train.weight_decay": -0.1, "train.label_smoothing": 1.0,

@@ -9,19 +9,19 @@ import numpy as np
 import optax
 import pytest
 
-from configs import default
+from configs import keras_cnn_rnn
 from videojax import optim, train
 
 
 def _train_config(**overrides):
-  c = default.get_config()
+  c = keras_cnn_rnn.get_config()  # Every switch off: the recipe before the switches.
   for k, v in overrides.items():
     c.train[k] = v
   return c.train
 
 
-def test_defaults_switch_everything_off():
-  assert optim.recipe(default.get_config().train) == optim.DEFAULTS
+def test_keras_config_and_configs_without_the_keys_switch_everything_off():
+  assert optim.recipe(keras_cnn_rnn.get_config().train) == optim.DEFAULTS
   # A config without the keys (made before they existed) reads as all off.
   assert optim.recipe(ml_collections.ConfigDict({"learning_rate": 1e-3})) == optim.DEFAULTS
   assert optim.learning_rate(_train_config(learning_rate=3e-4), 10) == 3e-4
@@ -38,6 +38,15 @@ def test_warmup_cosine_values_are_the_closed_form():
     want = 1e-3 * 0.5 * (1 + math.cos(math.pi * (step - 16) / (80 - 16)))
     np.testing.assert_allclose(float(lr(step)), want, rtol=1e-5, atol=1e-12)
   assert float(lr(80)) == 0.0
+
+
+def test_a_warmup_longer_than_half_the_run_is_cut_to_half():
+  # 4 epochs of 8 steps = 32 updates; 5 epochs of warmup asked, 16 updates used.
+  lr = optim.learning_rate(_train_config(schedule="warmup_cosine", warmup_epochs=5.0,
+                                         num_epochs=4, learning_rate=1e-3), 8)
+  np.testing.assert_allclose(float(lr(8)), 0.5e-3, rtol=1e-6)
+  np.testing.assert_allclose(float(lr(16)), 1e-3, rtol=1e-6)
+  assert float(lr(32)) == 0.0
 
 
 def test_the_schedule_counts_optimizer_updates_under_accumulation():
@@ -89,7 +98,7 @@ def test_k_micro_batches_update_as_one_big_batch(name):
   """train_step on 4 micro-batches of 3 with grad_accum_steps=4 gives the parameters of
   one step on the 12 examples at once (dropout off: the two must see the same model).
   Tolerance: float32 sums in another order, 1e-6 relative to the parameters' scale."""
-  c = default.get_config()
+  c = keras_cnn_rnn.get_config()  # A constant rate: the first update moves the parameters.
   c.model.name = name
   c.model.gru.dropout = 0.0
   c.train.weight_decay = 0.01

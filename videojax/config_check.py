@@ -218,14 +218,9 @@ def _check_recipe(c: _Checker) -> None:
     if c.get(key, _MISSING) is not _MISSING:
       c.check(key, ok, allowed)
 
-  if c.name("train.schedule", optim.SCHEDULES, default="constant") and (
-      c.get("train.schedule", "constant") == "warmup_cosine"):
-    epochs = c.get("train.num_epochs")
-    optional("train.warmup_epochs",
-             lambda v: _is_number(v) and v >= 0 and (not _is_number(epochs) or v < epochs),
-             f"a number of epochs >= 0 and below train.num_epochs={epochs!r}")
-  else:
-    optional("train.warmup_epochs", lambda v: _is_number(v) and v >= 0, "a number >= 0")
+  c.name("train.schedule", optim.SCHEDULES, default="constant")
+  optional("train.warmup_epochs", lambda v: _is_number(v) and v >= 0,
+           "a number of epochs >= 0 (at most half the run is used)")
   optional("train.grad_clip_norm", lambda v: _is_number(v) and v >= 0,
            "a finite number >= 0 (0: no clipping)")
   optional("train.grad_accum_steps", lambda v: _is_int(v) and v >= 1,

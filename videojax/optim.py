@@ -41,7 +41,7 @@ def learning_rate(train_config: ml_collections.ConfigDict,
   """train.learning_rate, or a schedule of it over optimizer updates.
 
   constant: the number itself. warmup_cosine: linear from 0 to train.learning_rate over
-  train.warmup_epochs, then cosine decay to 0 at the end of train.num_epochs
+  train.warmup_epochs (at most half the run), then cosine decay to 0 at the end of train.num_epochs
   (optax.warmup_cosine_decay_schedule).
   """
   r = recipe(train_config)
@@ -50,7 +50,8 @@ def learning_rate(train_config: ml_collections.ConfigDict,
   if r["schedule"] != "warmup_cosine":
     raise ValueError(f"config.train.schedule={r['schedule']!r}; accepted: {', '.join(SCHEDULES)}")
   total = num_updates(train_config, steps_per_epoch)
-  warmup = min(round(r["warmup_epochs"] * steps_per_epoch / r["grad_accum_steps"]), total - 1)
+  # At most half the run: a short run (a quick try, a test) still warms up and decays.
+  warmup = min(round(r["warmup_epochs"] * steps_per_epoch / r["grad_accum_steps"]), total // 2)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=train_config.learning_rate, warmup_steps=warmup,
       decay_steps=total, end_value=0.0)

@@ -157,6 +157,9 @@ class SelfAttention(nn.Module):
     key_mask = nn.make_attention_mask(jnp.ones_like(mask), mask)  # bool[b, 1, t, t]
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+        # A mask per example, as the other dropouts: flax's default shares one mask over
+        # the batch, which a device then draws for its own rows only (8 devices != 1).
+        broadcast_dropout=False,
         kernel_init=self.kernel_init, name='attention')(
             x, mask=key_mask, deterministic=not train)
     return jnp.where(mask[..., None], y, 0)
