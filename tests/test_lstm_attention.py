@@ -286,7 +286,7 @@ class _FlaxSelfAttention(nn.Module):
   def __call__(self, x, mask, *, train):
     x = jnp.where(mask[..., None], x, 0)
     y = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+        num_heads=self.num_heads, dropout_rate=self.dropout_rate, broadcast_dropout=False,
         kernel_init=nn.initializers.xavier_uniform(), name='attention',
     )(x, mask=mask[:, None, None, :], deterministic=not train)
     return jnp.where(mask[..., None], y, 0)
