@@ -76,7 +76,7 @@ def main(argv):
   t, size = _NUM_FRAMES.value, _IMAGE_SIZE.value
   mesh = sharding.make_mesh(0, local=True)
   batch = math.ceil(_BATCH.value / mesh.devices.size) * mesh.devices.size
-  module = models.create_backbone(_BACKBONE.value, pooling="avg")
+  module = models.create_backbone(_BACKBONE.value, pooling="avg", cpu_kernels=platform_lib.cpu_kernels())
   variables = models.load_backbone_variables(_BACKBONE.value, module, _WEIGHTS.value,
                                              image_size=size)
   embed = extract.make_embed_fn(_BACKBONE.value, module, variables, mesh)

@@ -55,10 +55,12 @@ def _packaged(name):
 
 
 @pytest.mark.parametrize('size', [64, 75])  # 75: odd sizes pad asymmetrically.
-def test_random_weights_match_reference(size):
+@pytest.mark.parametrize('cpu_kernels', [False, True])  # True: depthwise as shifted sums.
+def test_random_weights_match_reference(size, cpu_kernels):
   ref = _reference('efficientnet_lite0')
   state = {k: v.numpy() for k, v in ref.state_dict().items()}
-  module = create_backbone('efficientnet_lite0', pooling='map')
+  module = create_backbone('efficientnet_lite0', pooling='map', cpu_kernels=cpu_kernels)
+  assert module.depthwise == ('shifted' if cpu_kernels else 'conv')
   variables = E.variables_from_torch(state, module)
   x = np.asarray(E.preprocess(_frames(2, size)))
   got = np.asarray(jax.jit(module.apply)(variables, x))
@@ -118,6 +120,18 @@ def test_bfloat16_close_to_float32():
   bf16 = np.asarray(bf16)
   cos = (bf16 * f32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(f32, axis=1)
   assert cos.min() >= 0.99, cos
+
+
+def test_cpu_kernels_is_one_switch(monkeypatch):
+  from videojax import platform
+  monkeypatch.delenv('VIDEOJAX_CPU_KERNELS', raising=False)
+  assert platform.cpu_kernels() == (jax.default_backend() == 'cpu')
+  monkeypatch.setenv('VIDEOJAX_CPU_KERNELS', '0')
+  assert not platform.cpu_kernels()
+  # Backbones without CPU options ignore the switch.
+  assert create_backbone('resnet18', cpu_kernels=True) == create_backbone('resnet18')
+  with pytest.raises(ValueError, match='depthwise must be one of'):
+    E.EfficientNetLite(depthwise='fast').init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 def test_feature_widths():

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from videojax import config_check, models, sharding
+from videojax import config_check, models, platform, sharding
 from videojax.data import features as features_lib
 from videojax.data import sources, video
 from videojax.data.parallel import prefetch_map
@@ -72,7 +72,7 @@ def create_backbone(spec: dict[str, Any]):
   kwargs = {"pooling": spec["pooling"]}
   if spec["pooling"] == "grid":
     kwargs["grid_size"] = spec["grid_size"]
-  return models.create_backbone(spec["backbone"], **kwargs)
+  return models.create_backbone(spec["backbone"], cpu_kernels=platform.cpu_kernels(), **kwargs)
 
 
 def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):

@@ -9,13 +9,15 @@ call, first thing in their main (before JAX initialises its backends),
 and the library calls `keep_tensorflow_off_accelerators()` where it builds a tf.data
 pipeline or a TensorBoard writer, the only places TensorFlow is used.
 
-This is the one CPU choice kept: it gives 1.9x backbone frames/s on 2 cores. The
-models read no platform setting and run the standard path everywhere (flax/XLA
-convolutions and attention, autodiff): the CPU tricks they had (1x1 convolutions as
-matmuls, shifted-sum depthwise convolutions, hand-written attention, custom VJPs of
-the scan) and the process-level ones (preloading mimalloc, unrolling Threefry) were
-measured below the 1.3x on a realistic step a laptop user would notice, and deleted
-(BENCHMARKS.md, "CPU tricks").
+Two CPU choices are kept, each worth more than 1.3x to a user on a laptop: the device
+split (1.9x backbone frames/s on 2 cores) and, where extraction builds a backbone,
+`cpu_kernels()`: EfficientNet-Lite's depthwise convolutions as shifted sums (5.0x
+Lite0 frames/s on 2 cores; the same params and function). Models read no platform
+setting: the caller passes the choice (`models.create_backbone(cpu_kernels=...)`).
+Everything else runs the standard path (flax/XLA convolutions and attention,
+autodiff): the other CPU tricks (1x1 convolutions as matmuls, hand-written
+attention, custom VJPs of the scan, preloading mimalloc, unrolling Threefry) were
+measured below 1.3x on a realistic step and deleted (BENCHMARKS.md, "CPU tricks").
 """
 from __future__ import annotations
 
@@ -67,3 +69,13 @@ def keep_tensorflow_off_accelerators() -> None:
         "call videojax.platform.keep_tensorflow_off_accelerators() before the first "
         f"TensorFlow op of the process ({e})") from e
 
+
+def cpu_kernels() -> bool:
+  """Whether extraction runs backbones with their CPU options (`BackboneSpec.cpu_options`).
+
+  True when JAX's default backend is the CPU, unless $VIDEOJAX_CPU_KERNELS is 0: the
+  one switch. On GPUs and TPUs the standard path runs (cuDNN and XLA have depthwise
+  kernels of their own).
+  """
+  import jax  # Here, not at import: importing this module must stay free of effects.
+  return jax.default_backend() == "cpu" and os.environ.get("VIDEOJAX_CPU_KERNELS", "1") != "0"
