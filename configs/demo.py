@@ -5,9 +5,8 @@ Features come from the ImageNet EfficientNet-Lite0 that installs with videojax.
 Differs from default.py: 112 px frames, T = 16, 2x2 grid pooling (the demo's
 motion classes need coarse position, which global average pooling discards),
 and a shorter schedule: 20 epochs (810 training clips, 51 steps each), 1 of warmup,
-a higher learning rate and less frame dropout. Measured with this recipe (seed 0): order-only
-pairs 0.99 for a 64-wide transformer, 0.86 for a 128-wide GRU, 0.81 for bilstm_attention,
-0.32 for mean-pooling.
+a higher learning rate and less frame dropout. scripts/demo.py trains gru, transformer and
+meanpool; the README's Results give what each scored on the order-only pairs.
 """
 import ml_collections
 
@@ -32,5 +31,6 @@ def get_config(arg=None):
   c.train.warmup_epochs = 1.0
   c.train.learning_rate = 3e-3
   c.train.frame_dropout = 0.1
+  c.model.transformer.dropout = 0.1  # What the 0.99 on order pairs was measured with.
   c.eval.batch_size = 32
   return config_variants.apply(c, arg)

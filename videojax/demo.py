@@ -30,7 +30,7 @@ def results_table(rows: list[dict], class_names: list[str]) -> str:
 
 
 def run_demo(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-             model_names=("gru", "meanpool"), echo=print) -> dict:
+             model_names=("gru", "transformer", "meanpool"), echo=print) -> dict:
   """Runs the whole demo under `workdir`; returns {'table', 'results'}.
 
   Layout: videos/ (generated, UCF-101 layout), features/ (HDF5 shards),
