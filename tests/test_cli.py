@@ -135,3 +135,16 @@ def test_every_script_runs_through_cli(script):
   assert "videojax.cli" in videojax_imports_resolve(ROOT / "scripts" / script)
   assert "cli.run(main)" in text and "app.run(" not in text
 
+
+
+def test_a_bad_config_variant_is_one_line_and_exit_1(capsys):
+  from absl import flags
+  from ml_collections import config_flags
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", "configs/default.py", "", flag_values=fv)
+  with pytest.raises(SystemExit) as e:
+    cli.parse_flags(["prog", "--config=configs/default.py:foo"], fv)
+  err = capsys.readouterr().err
+  assert e.value.code == 1
+  assert err.startswith("error: unknown config variant 'foo': give a model") and err.count("\n") == 1
+  assert "Traceback" not in err

@@ -75,6 +75,24 @@ def call_main(main: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> Any:
     raise SystemExit(1) from None
 
 
+def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+  """absl's flag parsing, with a user error behind a flag (a bad `--config=file.py:variant`,
+  a config file that fails) printed as one line and SystemExit(1); other flag errors as absl."""
+  try:
+    return flag_values(argv)
+  except flags.Error as e:
+    # The deepest user error of the chain: config_flags wraps the config file's own
+    # exception in one whose message is a formatted traceback.
+    cause, link = None, e.__cause__ or e.__context__
+    while link is not None:
+      cause = link if is_user_error(link) else cause
+      link = link.__cause__ or link.__context__
+    if cause is None or debug_requested():
+      return app.parse_flags_with_usage(argv)  # absl's message and exit code
+    print(one_line(cause), file=sys.stderr, flush=True)
+    raise SystemExit(1) from None
+
+
 def run(main: Callable[[Sequence[str]], Any]) -> None:
   """absl's app.run(main) with `--debug` defined and user errors as one line (call_main)."""
   if "debug" not in flags.FLAGS:
@@ -82,4 +100,4 @@ def run(main: Callable[[Sequence[str]], Any]) -> None:
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (also: environment "
                       f"{DEBUG_ENV}=1). Without it, an error that you can fix prints one line.",
                       module_name=sys.argv[0])
-  app.run(lambda argv: call_main(main, argv))
+  app.run(lambda argv: call_main(main, argv), flags_parser=parse_flags)
