@@ -229,11 +229,12 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
                           batch["mask"], train=False)
   valid = batch["valid"]
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-  pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
+  top = jnp.argmax(logits, -1)
+  pred = jax.nn.one_hot(top, num_classes, dtype=jnp.int32)
   true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32) * valid[:, None]
   confidence = jax.nn.softmax(logits).max(-1)
   in_bin = jax.nn.one_hot(metrics.calibration_bin(confidence), metrics.ECE_BINS) * valid[:, None]
-  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+  correct = (top == batch["label"]).astype(jnp.float32)
   sums = {"loss": jnp.sum(jnp.where(valid, loss, 0.0)), "count": jnp.sum(valid),
           "confusion": true.T @ pred,
           "calibration": jnp.stack([jnp.ones_like(confidence), confidence, correct]) @ in_bin}
