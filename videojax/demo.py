@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import pathlib
 import platform
+import sys
 import time
 
 import jax
@@ -77,5 +79,6 @@ def main(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, echo=pr
   echo(f"\nTotal {time.time() - t0:.0f} s. Checkpoints, metrics.jsonl and TensorBoard logs: "
        f"{workdir}/<model>/; table: {workdir}/results.md")
   clip = ucf101.read_split(f"{workdir}/videos", "test")[0].path
-  echo(f"Try: python scripts/predict.py --workdir {workdir}/gru {clip}")
+  python = os.path.relpath(sys.executable)  # The interpreter that ran the demo: .venv/bin/python.
+  echo(f"Try: {python} scripts/predict.py --workdir {workdir}/gru {clip}")
   return out
