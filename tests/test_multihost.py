@@ -6,7 +6,6 @@ test shards, so each of the 2 processes reads its own 2 + 1.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import textwrap
@@ -68,24 +67,20 @@ def features(tmp_path_factory):
   return d
 
 
+# Started by launch/local.sh, which sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
 _WORKER = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     from videojax import distributed, platform, train
     from tests.test_multihost import _config
-    address, pid, features_dir, workdir = sys.argv[1:5]
-    distributed.initialize(address, 2, int(pid))
+    features_dir, workdir = sys.argv[1:3]
+    pid = os.environ["JAX_PROCESS_ID"]
+    assert distributed.initialize()
     platform.split_cpu_into_devices(2)
     import jax
     assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
     r = train.train_and_evaluate(_config(features_dir), workdir, echo=lambda *_: None)
     json.dump(r, open(f"{workdir}/results-process{pid}.json", "w"))
 """)
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def _params(workdir):
@@ -100,13 +95,12 @@ def test_two_processes_equal_one_process_on_the_same_global_batches(features, tm
   work2.mkdir()
   env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_NUM_CPU_DEVICES": "2",
          "TF_CPP_MIN_LOG_LEVEL": "2"}
-  address = f"localhost:{_free_port()}"
-  procs = [subprocess.Popen([sys.executable, "-c", _WORKER, address, str(i), str(features),
-                             str(work2)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  outs = [p.communicate(timeout=300)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-3000:]
+  # The launch script of the README's "Scale out", run for real.
+  p = subprocess.run([str(ROOT / "launch" / "local.sh"), "--num_processes=2", "--",
+                      sys.executable, "-c", _WORKER, str(features), str(work2)],
+                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True, timeout=300)
+  assert p.returncode == 0, p.stdout[-3000:]
   r0, r1 = (json.loads((work2 / f"results-process{i}.json").read_text()) for i in range(2))
   # Both processes evaluated the same replicated parameters on every test clip.
   for key in ("confusion", "test_loss", "accuracy", "num_examples", "best_step"):
