@@ -35,7 +35,7 @@ from videojax.data import features as features_lib
 from videojax.data import sources, video
 from videojax.data.parallel import prefetch_map
 
-BACKBONE_FILE = "backbone.msgpack"
+BACKBONE_FILE = features_lib.BACKBONE_FILE
 SPLITS = ("train", "test")
 
 

@@ -2,19 +2,58 @@
 
 Shared by evaluation (videojax.tools.evaluate) and prediction (videojax.tools.predict);
 imports neither TensorFlow nor matplotlib, so both start quickly.
+
+A workdir is portable: the checkpoint holds the parameters and the normaliser's
+statistics, its meta the class names, model, feature spec and the features dir (absolute,
+and relative to the workdir), and training keeps a copy of the backbone that made the
+features (`keep_backbone`). A moved or copied workdir finds its features again where they
+moved with it (`Run.features_dir`), or is told where they are (evaluate --features_dir).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import pathlib
+import shutil
 from typing import Any
 
 import jax
 
 from videojax import models
 from videojax.checkpoint import Checkpoints, check_finite
+from videojax.data.features import BACKBONE_FILE
 from videojax.normalization import normalize
+
+
+def features_dir_meta(features_dir: str | os.PathLike, workdir: str | os.PathLike) -> dict:
+  """{'features_dir': absolute path, 'features_dir_relative': the path from `workdir`}.
+
+  The relative path finds the features again after the workdir and the features
+  moved together (e.g. the demo's runs/demo/{features,gru}); the absolute one after
+  the workdir alone moved or was copied.
+  """
+  features_dir = pathlib.Path(features_dir).absolute()
+  return {"features_dir": str(features_dir),
+          "features_dir_relative": os.path.relpath(features_dir, pathlib.Path(workdir).absolute())}
+
+
+def keep_backbone(features_dir: str | os.PathLike, workdir: str | os.PathLike) -> None:
+  """Puts the backbone that made the features into the workdir (a hard link, else a copy),
+  so that predict embeds new videos with it wherever the workdir goes. Nothing for
+  features without one (imported, raw pixels)."""
+  src, dst = pathlib.Path(features_dir) / BACKBONE_FILE, pathlib.Path(workdir) / BACKBONE_FILE
+  if not src.is_file() or dst.exists():
+    return
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+  try:
+    try:
+      os.link(src, tmp)
+    except OSError:  # Another file system, or no hard links there.
+      shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+  finally:
+    tmp.unlink(missing_ok=True)
 
 
 @dataclasses.dataclass
@@ -37,6 +76,24 @@ class Run:
   @property
   def class_names(self) -> list[str]:
     return list(self.meta["class_names"])
+
+  @property
+  def features_dir(self) -> pathlib.Path:
+    """The run's own features: where they moved with the workdir, else where they were.
+
+    The path relative to the workdir first (recorded since runs are portable), if a
+    directory is there; else the absolute path recorded at training.
+    """
+    relative = self.meta.get("features_dir_relative")
+    if relative is not None and (self.workdir / relative).is_dir():
+      return pathlib.Path(os.path.normpath(self.workdir.absolute() / relative))
+    return pathlib.Path(self.meta["features_dir"])
+
+  @property
+  def backbone_dir(self) -> pathlib.Path:
+    """Where the backbone file of the run's features is: the workdir's copy, else its
+    features dir (runs trained before the copy)."""
+    return self.workdir if (self.workdir / BACKBONE_FILE).is_file() else self.features_dir
 
 
 def load_run(workdir: str | os.PathLike) -> Run:

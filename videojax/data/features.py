@@ -47,6 +47,8 @@ from videojax.files import write_json_atomic, write_text_atomic
 FORMAT_VERSION = 1
 SPEC_FILE = "spec.json"
 FAILED_FILE = "failed_videos.csv"
+# The backbone's variables, written by extraction; training keeps a copy in the workdir.
+BACKBONE_FILE = "backbone.msgpack"
 DAMAGED_DIR = "damaged"  # Where `verify_shards` moves shards that do not read back whole.
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.h5$")
 

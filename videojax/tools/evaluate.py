@@ -105,15 +105,21 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
   Args:
     run: a loaded run.
     split: e.g. 'test'.
-    features_dir: another features dir made the same way; default the run's own.
+    features_dir: another features dir made the same way; default the run's own
+      (`Run.features_dir`: found again if it moved along with the workdir).
     cache: {(dir, split): FeatureSet} shared by the runs of an ensemble.
 
   Raises:
     FeatureError: missing shards, a split of no clip, features that do not fit
-      (check_features_fit), or the run's own dir holding other features than
-      it was trained on (check_own_features).
+      (check_features_fit), the run's own dir gone (moved without the workdir) or
+      holding other features than it was trained on (check_own_features).
   """
-  directory = pathlib.Path(features_dir or run.meta["features_dir"]).absolute()
+  own = run.features_dir.absolute()
+  directory = pathlib.Path(features_dir).absolute() if features_dir else own
+  if not features_dir and not directory.is_dir():
+    raise features_lib.FeatureError(
+        f"{directory}: the features run {run.workdir} was trained on are not there (moved?); "
+        "give their new place with --features_dir")
   key = (str(directory), split)
   if cache is not None and key in cache:
     fs = cache[key]
@@ -125,7 +131,7 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
   parts_lib.check_not_empty(len(fs), directory, split)
   check_features_fit(run, fs, where)
   fs = features_lib.subsample_frames(fs, run.meta["num_frames"])
-  if directory == pathlib.Path(run.meta["features_dir"]).absolute():
+  if directory == own:
     check_own_features(run, fs, where)
   return fs
 
@@ -284,7 +290,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
   described = [{"workdir": str(run.workdir.absolute()), "step": run.step, "chosen": run.chosen,
                 "model": run.meta["model"], "num_frames": run.meta["num_frames"],
                 "feature_dim": run.meta["feature_dim"],
-                "features_dir": str(pathlib.Path(d or run.meta["features_dir"]).absolute())}
+                "features_dir": str(pathlib.Path(d or run.features_dir).absolute())}
                for run, d in zip(runs, dirs)]
   probs = (total / len(runs)).astype(np.float32)
   class_names = runs[0].class_names
