@@ -23,7 +23,7 @@ from flax.training import train_state
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from videojax import augment, config_check, metrics, models, optim, runs, sharding
+from videojax import augment, config_check, files, metrics, models, optim, runs, sharding
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.errors import UserError
@@ -393,7 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     DiskFull: no space for a checkpoint or a log line (the earlier ones are kept).
   """
   start_time = time.time()
-  workdir = pathlib.Path(workdir)
+  workdir = files.path(workdir)  # Local, or a URL (gs://...).
   # Both before anything is written: a bad config or features dir leaves no workdir.
   config_check.validate(config, "train")
   data = load_data(config, echo)
