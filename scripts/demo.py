@@ -12,7 +12,8 @@ from ml_collections import config_flags  # noqa: E402
 
 from videojax import cli, demo, platform  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", cli.config_file("demo.py"), "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where videos, features and runs go.")
 
 

@@ -19,7 +19,8 @@ import jax  # noqa: E402
 from videojax import cli, distributed, extract, platform  # noqa: E402
 
 distributed.define_flags()  # --coordinator_address, --num_processes, ...
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", cli.config_file("default.py"), "Experiment config.")
 _SHARD = flags.DEFINE_integer("shard", None, "This worker's index in [0, num_shards) "
                               "(default: the JAX process index, 0 on one host).")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "Number of workers sharing the "

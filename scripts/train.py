@@ -22,7 +22,8 @@ from ml_collections import config_flags  # noqa: E402
 from videojax import cli, distributed, platform, train  # noqa: E402
 
 distributed.define_flags()  # --coordinator_address, --num_processes, ...
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", cli.config_file("default.py"), "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.",
                                required=True)
 

@@ -145,7 +145,7 @@ def test_finished_run_of_another_config_is_not_reused(sweep):
     ("model.gru", "expected KEY=VALUE"),
     ("model.gru=1", "is a group of keys"),
     ("train.seed=0,1", "--seeds"),
-    ("data.features_dir=/x", "<out>/features"),
+    ("data.features_dir=/x", "<workdir>/features"),
 ])
 def test_bad_sweeps_are_refused_naming_the_key(spec, message):
   with pytest.raises(ablate.SweepError, match=message):
@@ -226,7 +226,7 @@ def test_a_bad_cell_is_refused_before_anything_is_written(tmp_path):
 
 def test_report_of_the_ablation_names_every_cell(sweep):
   out = sweep["out"]
-  result = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), "--dir",
+  result = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), "--workdir",
                            str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
   assert result.returncode == 0, result.stderr
   md, page = (out / "report.md").read_text(), (out / "report.html").read_text()

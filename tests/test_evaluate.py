@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from configs import keras_cnn_rnn
+from videojax import runs as runs_lib
 from videojax import train
 from videojax.checkpoint import Checkpoints
 from videojax.data import features as F
@@ -148,11 +150,17 @@ def _save_untrained(features_dir, workdir, model):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """A trained mean-pool on 6 of 8 positions; an untrained GRU on all 8; one of other classes."""
-  base = tmp_path_factory.mktemp("evaluate")
-  feats = _write_features(base / "features")
-  renamed = [*CLASSES[:-1], "Omega"]
+  first = tmp_path_factory.mktemp("evaluate_before_move")
+  feats = _write_features(first / "features")
+  (feats / F.BACKBONE_FILE).write_bytes(b"weights")  # As extraction leaves it.
   results = train.train_and_evaluate(_config(feats, "meanpool", num_frames=6),
-                                     str(base / "meanpool"), echo=lambda *_: None)
+                                     str(first / "meanpool"), echo=lambda *_: None)
+  # Workdirs are portable: every test here reads the run after it moved with its features.
+  base = tmp_path_factory.mktemp("evaluate")
+  shutil.move(first / "features", base / "features")
+  shutil.move(first / "meanpool", base / "meanpool")
+  feats = base / "features"
+  renamed = [*CLASSES[:-1], "Omega"]
   return {"features": feats, "meanpool": base / "meanpool", "results": results,
           "gru": _save_untrained(feats, base / "gru", "gru"),
           "other_classes": _save_untrained(_write_features(base / "other", classes=renamed),
@@ -268,6 +276,24 @@ def test_features_dir_override_must_be_made_the_same_way(runs, single, tmp_path)
     bad = _write_features(tmp_path / name, **kwargs)
     with pytest.raises(F.FeatureError, match=f"--features_dir {bad}: {message}"):
       evaluate_lib.evaluate(runs["meanpool"], tmp_path / "x", features_dirs=[bad])
+
+
+def test_a_copied_workdir_is_told_where_its_features_moved(runs, loaded, tmp_path):
+  """The fixture moved its runs with their features; a copy of a workdir alone is told
+  where the features went (--features_dir) and predicts as the original."""
+  run = loaded["meanpool"]
+  assert run.features_dir == runs["features"] and runs["features"].name == "features"
+  assert run.backbone_dir == runs["meanpool"]  # Predict's backbone: the workdir's copy.
+  assert (run.backbone_dir / F.BACKBONE_FILE).read_bytes() == b"weights"
+  copy = evaluate_lib.load_run(shutil.copytree(runs["meanpool"], tmp_path / "copy"))
+  with pytest.raises(F.FeatureError, match="are not there .*give their new place with "
+                     "--features_dir"):
+    evaluate_lib.load_run_features(copy, "test")
+  fs = evaluate_lib.load_run_features(copy, "test", runs["features"])
+  np.testing.assert_array_equal(evaluate_lib.predict_probabilities(copy, fs),
+                                evaluate_lib.predict_probabilities(run, fs))
+  assert runs_lib.features_dir_meta("/x/f", "/x/w") == {"features_dir": "/x/f",
+                                                        "features_dir_relative": "../f"}
 
 
 def test_script_evaluates_an_ensemble_of_two_models_with_views(runs, loaded, tmp_path):

@@ -1,7 +1,10 @@
 """HDF5 feature shards: round trip, atomicity, and refusal of inconsistent files."""
+import pathlib
+
 import numpy as np
 import pytest
 
+from videojax import files
 from videojax.data import features as F
 
 SPEC = {"backbone": "resnet18", "num_frames": 4, "image_size": 32}
@@ -125,3 +128,33 @@ def test_subsample_frames_takes_what_direct_sampling_of_the_positions_takes():
   for bad in (0, t_max + 1):
     with pytest.raises(ValueError, match="data.num_frames"):
       F.subsample_frames(fs, bad)
+
+
+def test_a_features_dir_on_a_bucket_reads_and_writes_like_a_local_one(memory_bucket, tmp_path):
+  """features_dir may be a URL (gs://...): shards, spec.json and failed_videos.csv go
+  through etils.epath; h5py reads each shard as a file object. Training reads it so."""
+  from videojax.data import parts
+  bucket = f"{memory_bucket}/feats"
+  assert not (tmp_path / "gs:").exists()
+  for split in ("train", "test"):
+    for i in range(2):
+      _write(files.path(bucket), split, i, 2, failed=[[f"{split}/v{i}", "bad"]],
+             video_ids=[f"{split}{i}/{k}" for k in range(5)])
+  F.check_spec_file(files.path(bucket), SPEC, CLASSES)
+  assert F.write_failure_report(files.path(bucket))[0] == ["test", "test/v0", "bad"]
+  with pytest.raises(F.FeatureError, match="holds features of other settings"):
+    F.check_spec_file(files.path(bucket), {**SPEC, "image_size": 64}, CLASSES)
+  fs = F.load_split(bucket, "train", expect_spec=SPEC)
+  assert len(fs) == 10 and fs.video_ids[5] == "train1/0" and fs.spec == SPEC
+  index, shard = F.read_index(bucket, "test")
+  assert index.video_ids == F.load_split(bucket, "test").video_ids
+  assert list(shard) == [0] * 5 + [1] * 5
+  assert F.verify_shards(bucket) == ([], 4, 0)
+  loaded = parts.load_parts(bucket, num_parts=1, process_index=0, process_count=1,
+                            split_validation=lambda idx: (idx, idx.take([])))
+  assert len(loaded.test[0]) == 10
+  assert not (tmp_path / "gs:").exists() and not pathlib.Path("gs:").exists()  # Not local.
+  # A damaged shard on the bucket is named and moved aside as on a disk.
+  files.path(f"{bucket}/test-00001-of-00002.h5").write_bytes(b"not hdf5")
+  (bad, reason), = F.verify_shards(bucket, ["test"])[0]
+  assert str(bad) == f"{bucket}/damaged/test-00001-of-00002.h5" and "damaged" in reason

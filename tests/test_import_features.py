@@ -336,12 +336,13 @@ def test_script_imports_csv_lists(tmp_path):
     (tmp_path / f"{split}.csv").write_text("video_name,tag,shot\n" + "".join(
         f"{v.split('/')[1]}.avi,{v.split('/')[0]},s{i // 2}\n" for i, v in enumerate(_ids(groups))))
   out = tmp_path / "out"
+  # Run from another directory than the checkout: the relative --config is the checkout's.
   proc = subprocess.run(
       [sys.executable, str(ROOT / "scripts" / "import_features.py"), f"--src={src}",
-       f"--features_dir={out}", f"--train_csv={tmp_path / 'train.csv'}",
-       f"--test_csv={tmp_path / 'test.csv'}", "--num_frames=4", "--shard_size=2",
-       "--group_column=shot"],
-      capture_output=True, text=True, cwd=ROOT, timeout=120,
+       "--config=configs/default.py:t4", f"--config.data.features_dir={out}",
+       f"--train_csv={tmp_path / 'train.csv'}", f"--test_csv={tmp_path / 'test.csv'}",
+       "--config.extract.shard_size=2", "--group_column=shot"],
+      capture_output=True, text=True, cwd=tmp_path, timeout=120,
       env={**os.environ, "PYTHONPATH": str(ROOT)})
   assert proc.returncode == 0, proc.stderr
   assert "Done: 3 shard(s) written, 0 already complete, 0 video(s) failed, d=6." in proc.stdout

@@ -66,3 +66,26 @@ def test_a_lock_left_by_a_killed_holder_is_taken_over(tmp_path):
   again = WorkdirLock(work)
   again.acquire()  # Released on exit.
   again.release()
+
+
+def test_a_workdir_on_a_bucket_takes_the_run_files_without_a_lock(memory_bucket):
+  """An object store has no file locks: a gs:// workdir is not locked (nor refused), and the
+  run's files (json, csv, the backbone copy) are written through etils.epath."""
+  import json
+
+  from videojax import files, metrics, runs
+  from videojax.data.features import BACKBONE_FILE
+  work = f"{memory_bucket}/run"
+  with WorkdirLock(work), WorkdirLock(work):
+    files.write_json_atomic(f"{work}/results.json", {"accuracy": 0.5})
+    metrics.write_confusion_csv(f"{work}/confusion.csv", [[1, 0], [0, 1]], ["a", "b"])
+  assert json.loads(files.path(f"{work}/results.json").read_text()) == {"accuracy": 0.5}
+  assert files.path(f"{work}/confusion.csv").read_text().splitlines()[1] == "a,1,0"
+  assert not files.path(f"{work}/.lock").exists()
+  features = files.path(f"{memory_bucket}/feats")
+  features.mkdir(parents=True)
+  (features / BACKBONE_FILE).write_bytes(b"weights")
+  runs.keep_backbone(features, work)
+  assert (files.path(work) / BACKBONE_FILE).read_bytes() == b"weights"
+  # No path relative to a URL workdir: the features are found by their URL.
+  assert runs.features_dir_meta(features, work) == {"features_dir": str(features)}

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from videojax import files
 from videojax.errors import UserError
 
 METRICS = ("val_accuracy", "val_loss")
@@ -114,7 +115,7 @@ class Checkpoints:
 
   def __init__(self, directory: str | os.PathLike, metric: str | None = None,
                mode: str | None = None, warn: Callable[[str], None] = _warn):
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = files.absolute(directory)  # orbax takes a URL (gs://...) as epath.
     self._warn = warn
     # No preservation policy: orbax keeps every step; `_prune` deletes.
     self._manager = ocp.CheckpointManager(
@@ -280,7 +281,7 @@ class Checkpoints:
     self._warn(f"{self.directory}/{step} is damaged ({_first_line(e)}); moved it to {aside} "
                "and fell back to the step before it")
     if jax.process_index() == 0:
-      os.rename(self.directory / str(step), aside)
+      (self.directory / str(step)).rename(aside)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices(f"videojax set aside {step}")

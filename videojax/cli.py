@@ -9,13 +9,23 @@ A user error (see `is_user_error`) prints `error: <message>` to stderr and exits
 with status 1, without a traceback; `--debug` or the environment variable
 VIDEOJAX_DEBUG=1 shows the traceback instead. Anything else is a bug and keeps
 its traceback. absl's UsageError keeps absl's handling (usage, then exit 1).
+
+Scripts run from any directory: their default `--config` is `config_file(name)`
+(this checkout's configs/), and a relative `--config=configs/x.py[:variant]` not
+found from the working directory is read from the checkout (`resolve_config`).
+One name per concept across scripts: --config, --workdir (the folder a job owns
+and resumes in), --features_dir, --split(s), --out (a one-shot's result folder).
+A renamed flag still works for a while: `cli.run(main, renamed={"dir": "workdir"})`
+rewrites it with a warning (`rename_flags`); one that became a config key is refused
+with an error that names the key.
 """
 from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import app, flags
@@ -24,6 +34,7 @@ from videojax import errors
 from videojax.errors import UserError
 
 DEBUG_ENV = "VIDEOJAX_DEBUG"
+ROOT = pathlib.Path(__file__).resolve().parents[1]  # The checkout: configs/, scripts/.
 # Disk problems the user fixes (space, quota, permissions, a read-only mount), not bugs.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 
@@ -93,11 +104,71 @@ def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
     raise SystemExit(1) from None
 
 
-def run(main: Callable[[Sequence[str]], Any]) -> None:
-  """absl's app.run(main) with `--debug` defined and user errors as one line (call_main)."""
+def config_file(name: str) -> str:
+  """The absolute path of this checkout's configs/<name>: a default --config for any cwd."""
+  return str(ROOT / "configs" / name)
+
+
+def resolve_config(value: str) -> str:
+  """`file.py[:variant]`, with a relative file that the cwd lacks taken from the checkout."""
+  path, sep, variant = value.partition(":")
+  if path and not os.path.isabs(path) and not os.path.exists(path) and (ROOT / path).is_file():
+    return f"{ROOT / path}{sep}{variant}"
+  return value
+
+
+def rename_flags(argv: Sequence[str], renamed: Mapping[str, str] | None = None) -> list[str]:
+  """argv with each `--old[=v]` of `renamed` ({old: new}) as `--new[=v]` (a warning on
+  stderr for each) and the --config file resolved (`resolve_config`); '--' ends flags.
+
+  Raises:
+    UserError: an old name whose new one is a config key (`--config.a.b`): ml_collections
+      reads those from sys.argv itself, so they cannot be rewritten; the message names it.
+  """
+  out, renamed, config_value_next = list(argv[:1]), renamed or {}, False
+  for i, arg in enumerate(argv[1:], 1):
+    if arg == "--":
+      return out + list(argv[i:])
+    if config_value_next:
+      arg, config_value_next = resolve_config(arg), False
+    elif arg.startswith("-") and not arg.startswith("---"):
+      dashes = "--" if arg.startswith("--") else "-"
+      name, eq, value = arg[len(dashes):].partition("=")
+      if name in renamed:
+        new = renamed[name]
+        if new.startswith("config."):
+          raise UserError(f"--{name} is now --{new} (e.g. --{new}={value or '...'})")
+        print(f"warning: --{name} is deprecated; use --{new}", file=sys.stderr, flush=True)
+        name = new
+        arg = f"--{new}{eq}{value}"
+      if name == "config":
+        if eq:
+          arg = f"{dashes}config={resolve_config(value)}"
+        else:
+          config_value_next = True
+    out.append(arg)
+  return out
+
+
+def run(main: Callable[[Sequence[str]], Any], renamed: Mapping[str, str] | None = None) -> None:
+  """absl's app.run(main) with `--debug` defined and user errors as one line (call_main).
+
+  Args:
+    main: the script's main(argv).
+    renamed: {old flag name: new name}: old names still accepted, with a warning.
+  """
   if "debug" not in flags.FLAGS:
     # Listed with the script's own flags (--help), not only under --helpfull.
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (also: environment "
                       f"{DEBUG_ENV}=1). Without it, an error that you can fix prints one line.",
                       module_name=sys.argv[0])
-  app.run(lambda argv: call_main(main, argv), flags_parser=parse_flags)
+
+  def parse(argv: Sequence[str]) -> list[str]:
+    try:
+      argv = rename_flags(argv, renamed)
+    except UserError as e:
+      print(one_line(e), file=sys.stderr, flush=True)
+      raise SystemExit(1) from None
+    return parse_flags(argv)
+
+  app.run(lambda argv: call_main(main, argv), flags_parser=parse)

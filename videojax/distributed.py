@@ -14,6 +14,7 @@ several hosts (that is how the tests run it).
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 from absl import flags
@@ -29,20 +30,21 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """
   if FLAG_NAMES[0] in flag_values:
     return
+  # Listed under the script's own flags in --help, not only in --helpfull.
+  kw = {"flag_values": flag_values, "module_name": sys.argv[0]}
   flags.DEFINE_string(
       "coordinator_address", None,
       "host:port of process 0's coordinator, the same on every process (multi-host runs; "
-      "default $JAX_COORDINATOR_ADDRESS).", flag_values=flag_values)
+      "default $JAX_COORDINATOR_ADDRESS).", **kw)
   flags.DEFINE_integer(
-      "num_processes", None, "Number of processes in the run (default $JAX_NUM_PROCESSES).",
-      flag_values=flag_values)
+      "num_processes", None, "Number of processes in the run (default $JAX_NUM_PROCESSES).", **kw)
   flags.DEFINE_integer(
-      "process_id", None, "This process's index in [0, num_processes) (default $JAX_PROCESS_ID).",
-      flag_values=flag_values)
+      "process_id", None,
+      "This process's index in [0, num_processes) (default $JAX_PROCESS_ID).", **kw)
   flags.DEFINE_bool(
       "multihost", False,
       "Let JAX detect the cluster (Cloud TPU pod slice, Open MPI, Kubernetes); SLURM jobs with "
-      "several tasks and the flags above need no --multihost.", flag_values=flag_values)
+      "several tasks and the flags above need no --multihost.", **kw)
 
 
 def _env_int(name: str) -> int | None:

@@ -30,12 +30,12 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from videojax import config_check, models, platform, sharding
+from videojax import config_check, files, models, platform, sharding
 from videojax.data import features as features_lib
 from videojax.data import sources, video
 from videojax.data.parallel import prefetch_map
 
-BACKBONE_FILE = "backbone.msgpack"
+BACKBONE_FILE = features_lib.BACKBONE_FILE
 SPLITS = ("train", "test")
 
 
@@ -103,8 +103,12 @@ def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
     return module, variables
   variables = models.load_backbone_variables(spec["backbone"], module, spec["weights"],
                                              seed=spec["seed"], image_size=spec["image_size"])
+  data = flax.serialization.msgpack_serialize(variables)
+  if files.is_url(path):  # An object is visible whole once written.
+    path.write_bytes(data)
+    return module, variables
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  tmp.write_bytes(flax.serialization.msgpack_serialize(variables))
+  tmp.write_bytes(data)
   os.replace(tmp, path)
   return module, variables
 
@@ -280,7 +284,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   config_check.validate(config, "extract")  # Before anything is written (spec.json).
   if not 0 <= worker < num_workers:
     raise ValueError(f"--shard={worker} must lie in [0, --num_shards={num_workers})")
-  features_dir = pathlib.Path(config.data.features_dir)
+  features_dir = files.path(config.data.features_dir)  # Local, or a URL (gs://...).
   features_dir.mkdir(parents=True, exist_ok=True)
   source = sources.get(config.data)
   class_names = source.class_names()
@@ -338,7 +342,7 @@ def verify_features(config: ml_collections.ConfigDict, *, splits: Sequence[str] 
   """
   if not config.data.features_dir:
     raise ValueError("config.data.features_dir is empty; set --config.data.features_dir=PATH")
-  features_dir = pathlib.Path(config.data.features_dir)
+  features_dir = files.path(config.data.features_dir)
   if not features_dir.is_dir():
     raise ValueError(f"{features_dir}: no such features directory; check "
                      "--config.data.features_dir")

@@ -23,7 +23,7 @@ from flax.training import train_state
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from videojax import augment, config_check, metrics, models, optim, sharding
+from videojax import augment, config_check, files, metrics, models, optim, runs, sharding
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.errors import UserError
@@ -318,14 +318,18 @@ def num_parts(config: ml_collections.ConfigDict) -> int:
 
 
 def run_meta(config: ml_collections.ConfigDict, fs: features_lib.FeatureSet | parts_lib.Parts,
-             ) -> dict:
-  """What a checkpoint belongs to; compared on resume and read by predict."""
+             workdir: str | pathlib.Path | None = None) -> dict:
+  """What a checkpoint belongs to; compared on resume and read by predict.
+
+  With `workdir`, the features dir is also recorded relative to it (runs.features_dir_meta).
+  """
   return {
       "class_names": list(fs.class_names), "model": config.model.name,
       "model_kwargs": model_kwargs(config, fs.feature_dim), "feature_spec": fs.spec,
       "feature_spec_hash": features_lib.spec_hash(fs.spec),
       "num_frames": fs.num_frames, "feature_dim": fs.feature_dim,
       "features_dir": str(pathlib.Path(config.data.features_dir).absolute()),
+      **(runs.features_dir_meta(config.data.features_dir, workdir) if workdir else {}),
       "train_seed": config.train.seed, "batch_size": config.train.batch_size,
       "learning_rate": config.train.learning_rate,
       # As before feature_norm existed: a checkpoint of then resumes as standardize / none.
@@ -389,7 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     DiskFull: no space for a checkpoint or a log line (the earlier ones are kept).
   """
   start_time = time.time()
-  workdir = pathlib.Path(workdir)
+  workdir = files.path(workdir)  # Local, or a URL (gs://...).
   # Both before anything is written: a bad config or features dir leaves no workdir.
   config_check.validate(config, "train")
   data = load_data(config, echo)
@@ -470,7 +474,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   rng = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.train.seed), 1),
                 out_shardings=repl)()
 
-  meta = run_meta(config, data)
+  meta = run_meta(config, data, workdir)
+  if jax.process_index() == 0:  # What predict needs travels with the workdir.
+    runs.keep_backbone(config.data.features_dir, workdir)
   ckpts = Checkpoints(workdir / "checkpoints", best_metric, best_mode,
                       warn=lambda m: echo(f"Warning: {m}"))
   start_step, restored = ckpts.resume(

@@ -4,6 +4,9 @@
 exits, however it dies (kill -9 included), so a stale lock is simply taken
 over. The file keeps the holder's pid, host and start time for the refusal
 message; it is never deleted (deleting a lock file lets two holders lock two files).
+
+A workdir on an object store (gs://...) has no file locks: it is not locked, and
+keeping one run per such workdir is up to the user.
 """
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ import datetime
 import errno
 import fcntl
 import os
-import pathlib
 import socket
 
+from videojax import files
 from videojax.errors import UserError
 
 LOCK_NAME = ".lock"
@@ -32,12 +35,14 @@ class WorkdirLock:
   """
 
   def __init__(self, workdir: str | os.PathLike):
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = files.path(workdir)
     self.path = self.workdir / LOCK_NAME
     self._fd: int | None = None
 
   def acquire(self) -> None:
     self.workdir.mkdir(parents=True, exist_ok=True)
+    if files.is_url(self.workdir):  # No flock on an object store (module docstring).
+      return
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

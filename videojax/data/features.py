@@ -41,12 +41,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from videojax import errors
+from videojax import errors, files
 from videojax.files import write_json_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 SPEC_FILE = "spec.json"
 FAILED_FILE = "failed_videos.csv"
+# The backbone's variables, written by extraction; training keeps a copy in the workdir.
+BACKBONE_FILE = "backbone.msgpack"
 DAMAGED_DIR = "damaged"  # Where `verify_shards` moves shards that do not read back whole.
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.h5$")
 
@@ -72,8 +74,12 @@ def open_shard(path: str | os.PathLike) -> Iterator[h5py.File]:
       (missing, failed checksum, undecodable); the message says how to repair.
   """
   try:
-    with h5py.File(path, "r") as f:
-      yield f
+    if files.is_url(path):  # h5py reads a file object: gs://, s3://, ... through epath.
+      with files.path(path).open("rb") as fobj, h5py.File(fobj, "r") as f:
+        yield f
+    else:
+      with h5py.File(path, "r") as f:
+        yield f
   except (OSError, KeyError, UnicodeDecodeError) as e:
     raise FeatureError(f"{path}: damaged feature shard ({errors.message(e)}); {REPAIR_HINT}") from e
 
@@ -234,7 +240,7 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     FeatureError: inconsistent shapes, bad lengths or labels, or non-finite values
       (also after the cast to float16, which overflows past 65504).
   """
-  path = pathlib.Path(path)
+  path = files.path(path)
   with np.errstate(over="ignore"):  # overflow becomes inf, which validate_arrays reports
     features = np.asarray(features).astype(np.float16)
   lengths = np.asarray(lengths, dtype=np.int32)
@@ -276,11 +282,16 @@ def _mb(n: int) -> str:
 def write_bytes_atomic(path: pathlib.Path, data: bytes | memoryview) -> None:
   """Writes `data` to a temporary file beside `path`, syncs it, renames it into place.
 
+  A URL (gs://...) is written directly: the object store makes it visible whole, on close.
+
   Raises:
     OSError: too little free space (checked first, with shutil.disk_usage) or a
       failed write; the message names `path` and the space needed, and the
       temporary file is removed, so no half file is left.
   """
+  if files.is_url(path):
+    path.write_bytes(bytes(data))
+    return
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
   free = shutil.disk_usage(path.parent).free
   fix = "free some space or set data.features_dir to another disk, then run again"
@@ -313,7 +324,7 @@ def shard_paths(features_dir: str | os.PathLike, split: str) -> list[pathlib.Pat
     FeatureError: no shard of `split`, shards that disagree on their count, or
       missing indices (an extraction that has not finished).
   """
-  features_dir = pathlib.Path(features_dir)
+  features_dir = files.path(features_dir)
   on_disk = _shards_on_disk(features_dir, split)
   found = {index: p for (index, _), p in on_disk.items()}
   counts = {count for _, count in on_disk}
@@ -491,7 +502,7 @@ def _id_and_label(item) -> tuple[str, int]:
 def _shards_on_disk(features_dir: pathlib.Path, split: str) -> dict[tuple[int, int], pathlib.Path]:
   """{(index, count): path} of every finished shard file of `split`, of any count."""
   found = {}
-  for p in features_dir.glob(f"{split}-*-of-*.h5"):
+  for p in files.matching(features_dir, f"{split}-*-of-*.h5"):
     m = _SHARD_RE.match(p.name)
     if m and m["split"] == split:
       found[int(m["index"]), int(m["count"])] = p
@@ -587,7 +598,7 @@ def plan_shards(features_dir: pathlib.Path, split: str, items: Sequence, shard_s
           other_clips[p] = (stored, failed)
     match = next((p for p, clips in other_clips.items() if _holds_exactly(clips, planned)), None)
     if match is not None:
-      os.replace(match, path)  # Same bytes under the new count: no half state.
+      match.replace(path)  # Same bytes under the new count: no half state.
       del other_clips[match]
       renamed += 1
     else:
@@ -665,9 +676,9 @@ def verify_shards(features_dir: str | os.PathLike, splits: Sequence[str] | None 
     ([(moved-to path, reason)] of damaged shards, shards checked, shards
     among them without checksums).
   """
-  features_dir = pathlib.Path(features_dir)
+  features_dir = files.path(features_dir)
   bad, checked, unchecked = [], 0, 0
-  for path in sorted(features_dir.glob("*-of-*.h5")):
+  for path in files.matching(features_dir, "*-of-*.h5"):
     m = _SHARD_RE.match(path.name)
     if not m or (splits is not None and m["split"] not in splits):
       continue
@@ -678,7 +689,7 @@ def verify_shards(features_dir: str | os.PathLike, splits: Sequence[str] | None 
       reason = str(e).replace(f"; {REPAIR_HINT}", "")
       dest = features_dir / DAMAGED_DIR / path.name
       dest.parent.mkdir(exist_ok=True)
-      os.replace(path, dest)
+      path.replace(dest)
       bad.append((dest, reason))
   return bad, checked, unchecked
 
@@ -690,7 +701,7 @@ def write_failure_report(features_dir: pathlib.Path) -> list[list[str]]:
     [[split, video_id, reason], ...].
   """
   failed = []
-  for path in sorted(features_dir.glob("*-of-*.h5")):
+  for path in files.matching(features_dir, "*-of-*.h5"):
     split = _SHARD_RE.match(path.name)["split"]
     failed += [[split, *f] for f in read_shard_attrs(path)["failed"]]
   buf = io.StringIO()

@@ -38,6 +38,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from videojax import files as files_lib
 from videojax.data import features as features_lib
 from videojax.data import sources, video
 from videojax.data.parallel import prefetch_map
@@ -451,12 +452,13 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
                       ("feature_dim", 1 if feature_dim is None else feature_dim)):
     if value < 1:
       raise ValueError(f"{name} must be >= 1, got {value}")
-  src_dir, features_dir = pathlib.Path(src_dir), pathlib.Path(features_dir)
+  src_dir, features_dir = pathlib.Path(src_dir), files_lib.path(features_dir)  # May be a URL.
   if not src_dir.is_dir():
     raise ValueError(f"{src_dir}: not a directory of feature arrays")
   class_names = source.class_names()
   clips = {split: source.clips(split) for split in sources.SUBSETS}
-  index = ArrayIndex(src_dir, exclude=features_dir)
+  index = ArrayIndex(src_dir, exclude=None if files_lib.is_url(features_dir)
+                     else features_dir)
   resolved: dict[str, list[tuple[str, int, pathlib.Path | str]]] = {}
   groups = {clip.video_id: clip.group for listed in clips.values() for clip in listed}
   for split, listed in clips.items():

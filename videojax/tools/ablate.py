@@ -58,12 +58,12 @@ from videojax.files import write_json_atomic, write_text_atomic
 TRAINING_DATA_KEYS = ("data.num_frames", "data.val_fraction", "data.num_parts")
 # Keys that cannot be swept: the ablation sets them itself.
 RESERVED_KEYS = {
-    "data.features_dir": "the ablation puts features under <out>/features/",
+    "data.features_dir": "the ablation puts features under <workdir>/features/",
     "train.seed": "give the seeds with --seeds",
 }
 # Keys that change how fast a run goes, not what it computes: a finished run
 # made with other values of these is still reused.
-# data.root may move; data.features_dir follows --out (its name holds the settings).
+# data.root may move; data.features_dir follows --workdir (its name holds the settings).
 RUNTIME_KEYS = ("extract.batch_size", "extract.num_workers", "extract.num_devices",
                 "train.num_devices", "eval.batch_size", "data.root", "data.features_dir")
 # Swept string keys whose accepted values are known up front.
@@ -293,7 +293,7 @@ def check_finished_run(run: Cell) -> None:
     shown = "; ".join(f"{k}: this sweep {want.get(k)!r}, the run {found.get(k)!r}"
                       for k in diffs[:5])
     raise CheckpointMismatch(
-        f"{run.workdir} finished with another config ({shown}). Use a new --out, or the "
+        f"{run.workdir} finished with another config ({shown}). Use a new --workdir, or the "
         "config it was made with; to train it longer, delete its results.json and re-run "
         "(it resumes from its checkpoints).")
 

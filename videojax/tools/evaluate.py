@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from videojax import files
 from videojax import metrics as metrics_lib
 from videojax.tools import plots
 from videojax.tools import tta as tta_lib
@@ -105,15 +106,21 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
   Args:
     run: a loaded run.
     split: e.g. 'test'.
-    features_dir: another features dir made the same way; default the run's own.
+    features_dir: another features dir made the same way; default the run's own
+      (`Run.features_dir`: found again if it moved along with the workdir).
     cache: {(dir, split): FeatureSet} shared by the runs of an ensemble.
 
   Raises:
     FeatureError: missing shards, a split of no clip, features that do not fit
-      (check_features_fit), or the run's own dir holding other features than
-      it was trained on (check_own_features).
+      (check_features_fit), the run's own dir gone (moved without the workdir) or
+      holding other features than it was trained on (check_own_features).
   """
-  directory = pathlib.Path(features_dir or run.meta["features_dir"]).absolute()
+  own = files.absolute(run.features_dir)
+  directory = files.absolute(features_dir) if features_dir else own
+  if not features_dir and not directory.is_dir():
+    raise features_lib.FeatureError(
+        f"{directory}: the features run {run.workdir} was trained on are not there (moved?); "
+        "give their new place with --features_dir")
   key = (str(directory), split)
   if cache is not None and key in cache:
     fs = cache[key]
@@ -125,7 +132,7 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
   parts_lib.check_not_empty(len(fs), directory, split)
   check_features_fit(run, fs, where)
   fs = features_lib.subsample_frames(fs, run.meta["num_frames"])
-  if directory == pathlib.Path(run.meta["features_dir"]).absolute():
+  if directory == own:
     check_own_features(run, fs, where)
   return fs
 
@@ -266,12 +273,12 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
     raise ValueError("--workdir: give at least one run directory")
   modes = tta_lib.parse_modes(tta)
   dirs = _resolve_features_dirs(features_dirs, len(workdirs))
-  loaded: dict[pathlib.Path, Run] = {}  # A run given twice is loaded and compiled once.
+  loaded: dict[str, Run] = {}  # A run given twice is loaded and compiled once.
   for w in workdirs:
-    key = pathlib.Path(w).absolute()
+    key = str(files.absolute(w))
     if key not in loaded:
       loaded[key] = load_run(w)
-  runs = [loaded[pathlib.Path(w).absolute()] for w in workdirs]
+  runs = [loaded[str(files.absolute(w))] for w in workdirs]
   _check_same_classes(runs)
   cache: dict = {}
   sets = [load_run_features(run, split, d, cache) for run, d in zip(runs, dirs)]
@@ -284,7 +291,7 @@ def evaluate(workdirs: str | os.PathLike | Sequence[str | os.PathLike],
   described = [{"workdir": str(run.workdir.absolute()), "step": run.step, "chosen": run.chosen,
                 "model": run.meta["model"], "num_frames": run.meta["num_frames"],
                 "feature_dim": run.meta["feature_dim"],
-                "features_dir": str(pathlib.Path(d or run.meta["features_dir"]).absolute())}
+                "features_dir": str(files.absolute(d or run.features_dir))}
                for run, d in zip(runs, dirs)]
   probs = (total / len(runs)).astype(np.float32)
   class_names = runs[0].class_names

@@ -29,16 +29,17 @@ class Predictor:
     self.class_names: list[str] = run.class_names
     self.chosen = f"{run.workdir}: {run.chosen}"  # Which checkpoint answers, for the user.
     self.spec = meta["feature_spec"]
-    features_dir = pathlib.Path(meta["features_dir"])
     if self.spec.get("backbone") == "imported":
       raise ValueError(f"{workdir} was trained on features imported from "
                        f"{self.spec.get('source')}; it has no backbone to embed video files "
                        "with. Predict on features made the same way instead.")
-    if "backbone" in self.spec and not (features_dir / BACKBONE_FILE).exists():
-      raise FileNotFoundError(f"{features_dir / BACKBONE_FILE}: the backbone that made this "
-                              f"run's features is missing (run {workdir} was trained on "
-                              f"{features_dir})")
-    self._embed, self._dim = frame_encoder(self.spec, features_dir,
+    # The workdir's copy of the backbone (runs.keep_backbone), else its features dir's.
+    backbone_dir = run.backbone_dir
+    if "backbone" in self.spec and not (backbone_dir / BACKBONE_FILE).exists():
+      raise FileNotFoundError(f"{backbone_dir / BACKBONE_FILE}: the backbone that made this "
+                              f"run's features is missing, and {workdir} holds no copy "
+                              f"(run {workdir} was trained on {meta['features_dir']})")
+    self._embed, self._dim = frame_encoder(self.spec, backbone_dir,
                                            sharding.make_mesh(1, local=True))
     self._apply = run.apply
 
