@@ -93,8 +93,21 @@ def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
     raise SystemExit(1) from None
 
 
+def line_buffer(stream=None) -> None:
+  """Makes `stream` (default sys.stdout) flush at every newline.
+
+  Why: under nohup, SLURM or CI stdout is a file, block-buffered, so an epoch's line
+  would wait in the buffer for minutes; line-buffered, each reaches the log as printed.
+  """
+  stream = sys.stdout if stream is None else stream
+  if hasattr(stream, "reconfigure"):  # Not where a caller replaced it (pytest's capture).
+    stream.reconfigure(line_buffering=True)
+
+
 def run(main: Callable[[Sequence[str]], Any]) -> None:
-  """absl's app.run(main) with `--debug` defined and user errors as one line (call_main)."""
+  """absl's app.run(main) with `--debug` defined, user errors as one line (call_main) and
+  stdout line-buffered (line_buffer)."""
+  line_buffer()
   if "debug" not in flags.FLAGS:
     # Listed with the script's own flags (--help), not only under --helpfull.
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (also: environment "
