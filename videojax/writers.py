@@ -11,9 +11,9 @@ Two kinds of record, both through `MetricWriter`:
 
 TensorBoard files are written with tf.summary, and the run's flat config with
 TensorBoard's own hparams plugin (`write_hparams`). Considered and not taken:
-clu.metric_writers (flax examples' writer) has had no PyPI release since 0.0.12
-(2024-04); it still installs and writes here, but its TensorBoard writer is tf.summary
-itself: it would add a dependency (and wrapt) without changing a byte written.
+clu.metric_writers (flax examples' writer) installs from PyPI, but 0.0.12 (2024) is
+its newest release, and its TensorBoard writer (clu.metric_writers.SummaryWriter) is
+tf.summary itself: it would add a dependency (and wrapt) without changing what is written.
 tensorboardX (maintained, TF-free) would be a second event-file writer beside the
 TensorFlow that tf.data needs anyway. tf.summary ships with that TensorFlow.
 
