@@ -138,4 +138,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64
+
+  # What training writes besides metrics.jsonl's epoch lines (videojax/writers.py).
+  c.log = ml_collections.ConfigDict()
+  # Every N steps: loss, learning rate, gradient norm, steps/s and examples/s to
+  # TensorBoard (and W&B); 0: epoch ends only.
+  c.log.every_steps = 50
+  c.log.wandb_project = ""          # also log to this Weights & Biases project (pip install wandb)
   return config_variants.apply(c, arg)

@@ -11,15 +11,17 @@ tables and plots to <workdir>/ (results.csv, summary.csv, summary.md, accuracy.p
 curves.png). Re-running skips finished runs and resumes interrupted ones.
 Then: python scripts/report.py --workdir <workdir>
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from videojax import cli, platform  # noqa: E402
+from videojax import cli  # noqa: E402
 from videojax.tools import ablate  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(

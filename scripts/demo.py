@@ -3,14 +3,16 @@
 Generates demo videos (UCF-101 layout), extracts features, trains the GRU and
 the mean-pool baseline, evaluates both on the test split and prints a table.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import cli, demo, platform  # noqa: E402
+from videojax import cli, demo  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", cli.config_file("demo.py"), "Experiment config.")

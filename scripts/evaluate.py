@@ -7,9 +7,11 @@ r"""Evaluates trained runs, alone or as an ensemble, with optional test-time vie
 Writes metrics.json (top-1/top-5, macro precision/recall/F1, macro one-vs-rest
 ROC AUC), per_class.csv, confusion.csv, confusion.png and probabilities.npz.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -7,16 +7,18 @@ Re-running skips finished shards. --verify reads every shard back and moves dama
 for the next run to re-extract. --shard i --num_shards n lets n machines split the work;
 in a multi-host run (see scripts/train.py) they default to the process index and count.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 import jax  # noqa: E402
 
-from videojax import cli, distributed, extract, platform  # noqa: E402
+from videojax import cli, distributed, extract  # noqa: E402
 
 distributed.define_flags()  # --coordinator_address, --num_processes, ...
 _CONFIG = config_flags.DEFINE_config_file(

@@ -30,9 +30,11 @@ Unusable arrays (missing, unreadable, not 2-D, another d, NaN/inf) are skipped a
 in <features_dir>/failed_videos.csv. Re-running skips finished shards; a features_dir
 made with other settings is refused.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

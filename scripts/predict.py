@@ -2,9 +2,11 @@
 
   python scripts/predict.py --workdir runs/demo/gru path/to/video.avi [more.mp4 ...]
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import app, flags, logging  # noqa: E402
 

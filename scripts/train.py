@@ -12,14 +12,16 @@ Re-running with the same --workdir resumes from the latest checkpoint.
 Multi-host: run it on every host with --coordinator_address/--num_processes/--process_id
 (or the JAX_* environment, or under srun); see README "Scale out".
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from videojax import platform
+
+platform.quiet_start(sys.argv)  # Before TensorFlow loads: no start-up banners unless --verbosity.
 
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import cli, distributed, platform, train  # noqa: E402
+from videojax import cli, distributed, train  # noqa: E402
 
 distributed.define_flags()  # --coordinator_address, --num_processes, ...
 _CONFIG = config_flags.DEFINE_config_file(

@@ -1,5 +1,6 @@
 """Every script: a user error is one line on stderr and exit 1; --debug shows the traceback."""
 import errno
+import io
 import os
 import pathlib
 import re
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from videojax import cli
+from videojax import cli, platform
 from videojax.checkpoint import CheckpointMismatch
 from videojax.config_check import ConfigError
 from videojax.data.features import FeatureError
@@ -61,6 +62,15 @@ def test_debug_env_shows_the_traceback(value, shown, monkeypatch):
       cli.call_main(_raise(ConfigError("bad")), ["prog"])
 
 
+def test_line_buffer_flushes_each_line():
+  raw = io.BytesIO()
+  stream = io.TextIOWrapper(raw)
+  cli.line_buffer(stream)
+  stream.write("step 3: loss=0.5\n")
+  assert raw.getvalue() == b"step 3: loss=0.5\n"
+  cli.line_buffer(object())  # A replaced stdout without reconfigure is left alone.
+
+
 def test_main_return_value_is_kept():
   assert cli.call_main(lambda argv: len(argv), ["prog", "a"]) == 2
 
@@ -68,18 +78,20 @@ def test_main_return_value_is_kept():
 # --------------------------------------------------------------------------- scripts
 
 def _run(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-  env = {**{k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV}, "PYTHONPATH": str(ROOT),
-         "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+  # Without the variables that quiet TensorFlow (conftest sets one): the script must
+  # keep its start-up banners off stderr itself (platform.quiet_start).
+  unset = {cli.DEBUG_ENV, *platform.QUIET_ENV}
+  env = {**{k: v for k, v in os.environ.items() if k not in unset}, "PYTHONPATH": str(ROOT),
+         "JAX_PLATFORMS": "cpu", **(env or {})}
   return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
 def _one_error_line(out: subprocess.CompletedProcess, message: str) -> None:
   assert out.returncode == 1, out.stderr
-  # TensorFlow's C++ start-up notes (glog "I0000 ..." and absl's InitializeLog warning) are
-  # not ours: they come from importing it, before main.
-  lines = [l for l in out.stderr.splitlines() if l.strip() and not re.match(
-      r"[IWE]\d{4} |WARNING: All log messages before absl::InitializeLog", l)]
+  # Nothing else: no TensorFlow oneDNN banner, C++ log line ("I0000 ...") or absl's
+  # InitializeLog warning (quiet start).
+  lines = [l for l in out.stderr.splitlines() if l.strip()]
   assert "Traceback" not in out.stderr, out.stderr
   assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
   assert message in lines[0], lines[0]

@@ -46,6 +46,7 @@ def tiny(tmp_path_factory):
   c.eval.batch_size = 8
   # The plain recipe: a cosine schedule depends on num_epochs, and "resumed" changes it.
   c.train.schedule, c.train.warmup_epochs, c.train.frame_dropout = "constant", 0.0, 0.0
+  c.log.every_steps = 1  # A per-step record at each of the 6 steps (3 epochs of 2).
   reports = {}
   for n in (8, 1):
     c.data.features_dir = str(base / f"features{n}")
@@ -170,8 +171,68 @@ def test_training_writes_results_and_logs(tiny, runs):
   assert np.asarray(r["confusion"]).sum() == r["num_examples"]
   assert (work / "results.json").exists() and (work / "confusion.csv").exists()
   assert len((work / "metrics.jsonl").read_text().splitlines()) == 3
-  assert list((work / "tensorboard").glob("events.out.tfevents.*"))
   assert r["num_devices"] == 8 and runs["dev1"]["num_devices"] == 1
+  saved = json.loads((work / "results.json").read_text())
+  assert saved["top5_accuracy"] == r["top5_accuracy"] and saved["best_step"] == r["best_step"]
+  if len(r["per_class_accuracy"]) >= 5:
+    assert r["accuracy"] <= r["top5_accuracy"] <= 1
+  else:
+    assert r["top5_accuracy"] is None
+
+
+def _tensorboard(workdir) -> dict[str, dict[int, float]]:
+  """{tag: {step: value}} of every event file of workdir/tensorboard."""
+  import tensorflow as tf
+  out = {}
+  for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for v in event.summary.value:
+        out.setdefault(v.tag, {})[event.step] = (
+            float(tf.make_ndarray(v.tensor)) if v.metadata.plugin_data.plugin_name == "scalars"
+            else None)
+  return out
+
+
+def test_tensorboard_has_step_epoch_and_test_scalars_and_hparams(tiny, runs):
+  r, c = runs["dev8"], tiny["config"]
+  tags = _tensorboard(tiny["base"] / "dev8")
+  for tag in ("loss", "accuracy", "grad_norm", "learning_rate", "steps_per_sec",
+              "examples_per_sec"):
+    assert sorted(tags[tag]) == [1, 2, 3, 4, 5, 6], tag
+  assert all(v == pytest.approx(c.train.learning_rate) for v in tags["learning_rate"].values())
+  assert all(0 < v < 1e3 for v in tags["grad_norm"].values())
+  for step in range(1, 7):
+    assert tags["examples_per_sec"][step] == pytest.approx(
+        tags["steps_per_sec"][step] * c.train.batch_size, rel=1e-5)
+  assert sorted(tags["train_loss"]) == sorted(tags["val_accuracy"]) == [2, 4, 6]
+  # An epoch's record is the mean of its steps' (every step logged here).
+  for end in (2, 4, 6):
+    for k in ("loss", "grad_norm"):
+      assert tags[f"train_{k}"][end] == pytest.approx(
+          (tags[k][end - 1] + tags[k][end]) / 2, rel=1e-5)
+  assert tags["test_accuracy"] == {r["best_step"]: pytest.approx(r["accuracy"])}
+  assert tags["test_loss"] == {r["best_step"]: pytest.approx(r["test_loss"])}
+  assert tags["test_top5_accuracy"] == {r["best_step"]: pytest.approx(r["top5_accuracy"])}
+  assert "_hparams_/session_start_info" in tags
+
+
+def test_workdir_records_config_and_environment(tiny, runs):
+  from videojax import provenance
+  work = tiny["base"] / "dev8"
+  saved = provenance.load_config(work / "config.json")
+  c = copy.deepcopy(tiny["config"])
+  c.train.num_devices = 0
+  assert provenance.flat_config(saved) == provenance.flat_config(c)
+  env = json.loads((work / "environment.json").read_text())
+  assert env["versions"]["jax"] == jax.__version__
+  assert env["versions"]["tensorflow"] and env["versions"]["orbax-checkpoint"]
+  assert env["device_count"] == jax.device_count() and env["process_count"] == 1
+  assert env["device_kind"] == jax.devices()[0].device_kind
+  assert env["git"] is None or len(env["git"]["revision"]) == 40
+  assert env["start_step"] == 0 and env["command"]
+  # The second half of the resumed run records where it started.
+  assert json.loads((tiny["base"] / "resumed" / "environment.json").read_text())[
+      "start_step"] == 2
 
 
 def _logged(workdir):

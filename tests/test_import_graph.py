@@ -1,7 +1,7 @@
 """Models are pure and mesh-free: nothing under videojax/models/ imports the modules
 that know of devices, data or training (the step decides the layout; STYLE.md habit 13).
 No upward imports from data/: it imports no top-level videojax module but the leaves
-errors, files and platform."""
+errors, files, platform and progress."""
 import ast
 import pathlib
 import subprocess
@@ -12,7 +12,7 @@ import videojax
 MODELS = pathlib.Path(videojax.__file__).parent / "models"
 DATA = pathlib.Path(videojax.__file__).parent / "data"
 # Top-level videojax modules that data/ may import: leaves that import nothing of videojax.
-DATA_MAY_IMPORT = ("videojax.errors", "videojax.files", "videojax.platform")
+DATA_MAY_IMPORT = ("videojax.errors", "videojax.files", "videojax.platform", "videojax.progress")
 FORBIDDEN = ("videojax.sharding", "videojax.data", "videojax.train")
 
 

@@ -55,6 +55,12 @@ def test_the_schedule_counts_optimizer_updates_under_accumulation():
                                          num_epochs=10, grad_accum_steps=4), 8)
   np.testing.assert_allclose(float(lr(4)), 1e-3, rtol=1e-6)
   assert float(lr(20)) == 0.0
+  # The logged rate of train step s is that of the update s belongs to: s // 4.
+  logged = optim.learning_rate_of_step(_train_config(schedule="warmup_cosine",
+                                                     warmup_epochs=2.0, num_epochs=10,
+                                                     grad_accum_steps=4), 8)
+  assert [logged(s) for s in (0, 3, 15, 16, 19)] == [float(lr(u)) for u in (0, 0, 3, 4, 4)]
+  assert logged(16) == pytest.approx(1e-3) and logged(3) == 0.0
 
 
 def test_every_switch_off_is_plain_adamw_bit_for_bit():

@@ -156,3 +156,23 @@ def test_models_have_no_platform_specific_path():
   files = sorted((ROOT / "videojax" / "models").glob("*.py"))
   assert len(files) > 5
   assert not [f.name for f in files if pattern.search(f.read_text())]
+
+
+@pytest.mark.parametrize("argv, asked", [
+    (["train.py"], False), (["train.py", "--verbosity=-1"], False),
+    (["train.py", "--verbosity=0"], True), (["train.py", "-v", "1"], True),
+    (["train.py", "--v=2", "--workdir=w"], True), (["train.py", "--verbosity", "-1"], False),
+    (["train.py", "--verbosity=info"], True), (["train.py", "--verbose=1"], False)])
+def test_verbosity_asked_reads_absl_verbosity(argv, asked):
+  assert platform.verbosity_asked(argv) is asked
+
+
+def test_quiet_start_sets_what_is_unset_unless_verbosity_asks(monkeypatch):
+  for name in platform.QUIET_ENV:
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # The user's own setting wins.
+  assert not platform.quiet_start(["x", "--verbosity=0"])
+  assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+  assert platform.quiet_start(["x"])
+  assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+  assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0" and os.environ["TPU_STDERR_LOG_LEVEL"] == "2"

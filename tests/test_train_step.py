@@ -101,6 +101,9 @@ def test_train_step_on_8_devices_equals_1_device(name):
     before = jax.device_get(state.params)
     state, metrics = steps.train(state, sharding.put_batch(batch, mesh), jax.random.key(3))
     grads = jax.tree.map(lambda b, a: b - a, before, jax.device_get(state.params))
+    # The logged gradient norm is that of the step the parameters took.
+    np.testing.assert_allclose(float(metrics["grad_norm"]), float(optax.tree.norm(grads)),
+                               rtol=1e-4)
     results.append((grads, float(metrics["loss"])))
   (g1, loss1), (g8, loss8) = results
   np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
@@ -160,3 +163,22 @@ def test_eval_step_calibration_sums_are_those_of_metrics():
   np.testing.assert_allclose(np.asarray(sums["calibration"]), want, atol=1e-5)
   assert metrics.ece_from_bins(sums["calibration"]) == pytest.approx(
       metrics.expected_calibration_error(probs, batch["label"][:27]), abs=1e-5)
+
+
+def test_eval_step_top5_counts_are_those_of_metrics():
+  # The jitted count of valid rows whose label is among the 5 largest logits, against
+  # metrics.top_k_accuracy (checked against scikit-learn) on the same probabilities.
+  from videojax import metrics
+  c = default.get_config()
+  c.model.name = "linear_probe"
+  state = train.create_train_state(c, num_classes=9, num_frames=5, feature_dim=3)
+  batch = _batch(32, 5, 3, 9, seed=4)
+  batch["valid"] = np.arange(32) < 27
+  sums = jax.jit(train.eval_step, static_argnums=2)(state, batch, 9)
+  logits = state.apply_fn({"params": state.params}, train.normalized_features(state, batch),
+                          batch["mask"], train=False)
+  probs = np.asarray(jax.nn.softmax(logits), np.float64)[:27]
+  want = metrics.top_k_accuracy(probs, batch["label"][:27], 5)
+  assert 0 < want < 1
+  assert int(sums["top5"]) == round(want * 27)
+  assert "top5" not in jax.jit(train.eval_step, static_argnums=2)(state, batch, 4)

@@ -104,6 +104,17 @@ def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
     raise SystemExit(1) from None
 
 
+def line_buffer(stream=None) -> None:
+  """Makes `stream` (default sys.stdout) flush at every newline.
+
+  Why: under nohup, SLURM or CI stdout is a file, block-buffered, so an epoch's line
+  would wait in the buffer for minutes; line-buffered, each reaches the log as printed.
+  """
+  stream = sys.stdout if stream is None else stream
+  if hasattr(stream, "reconfigure"):  # Not where a caller replaced it (pytest's capture).
+    stream.reconfigure(line_buffering=True)
+
+
 def config_file(name: str) -> str:
   """The absolute path of this checkout's configs/<name>: a default --config for any cwd."""
   return str(ROOT / "configs" / name)
@@ -156,7 +167,10 @@ def run(main: Callable[[Sequence[str]], Any], renamed: Mapping[str, str] | None 
   Args:
     main: the script's main(argv).
     renamed: {old flag name: new name}: old names still accepted, with a warning.
+
+  stdout is line-buffered (line_buffer).
   """
+  line_buffer()
   if "debug" not in flags.FLAGS:
     # Listed with the script's own flags (--help), not only under --helpfull.
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (also: environment "

@@ -23,6 +23,7 @@ POOLINGS = ("avg", "grid")
 # frame itself (resized, in [0, 1], flattened) for models that learn from raw frames.
 FRAMES = ("features", "pixels")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+LOG_EVERY_STEPS = 50  # config.log.every_steps where a config has no log section
 _MISSING = object()
 # Keys of older configs, and what replaced them.
 REMOVED_KEYS = {
@@ -187,6 +188,10 @@ def _check_train(c: _Checker) -> None:
   c.name("train.feature_norm", normalization.FEATURE_NORMS, default="standardize")
   _check_model(c)
   _check_recipe(c)
+  c.non_negative_int("log.every_steps", default=LOG_EVERY_STEPS)
+  if c.get("log.wandb_project", _MISSING) is not _MISSING:
+    c.check("log.wandb_project", lambda v: isinstance(v, str),
+            "a Weights & Biases project name, or '' for none")
 
 
 def _check_model(c: _Checker) -> None:

@@ -28,12 +28,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
-from tqdm import tqdm
 
 from videojax import config_check, files, models, platform, sharding
 from videojax.data import features as features_lib
 from videojax.data import sources, video
 from videojax.data.parallel import prefetch_map
+from videojax.progress import Progress
 
 BACKBONE_FILE = features_lib.BACKBONE_FILE
 SPLITS = ("train", "test")
@@ -308,8 +308,7 @@ def extract_features(config: ml_collections.ConfigDict, *, splits: Sequence[str]
   echo(f"Extracting {sum(len(e) for _, e in todo)} clips in {len(todo)} shards "
        f"({skipped} shards already complete) with {spec.get('backbone', 'raw frames')} on "
        f"{n_dev} device(s) into {features_dir}")
-  with tqdm(total=sum(len(e) for _, e in todo), desc="extract", unit="clip",
-            disable=None) as progress:
+  with Progress(total=sum(len(e) for _, e in todo), desc="extract", unit="clip") as progress:
     for path, examples in todo:
       extract_shard(examples, path, embed=embed, spec=spec, class_names=class_names,
                     feature_dim=feature_dim, batch_size=batch_size,

@@ -14,6 +14,8 @@ end of training is accumulated and never applied.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ml_collections
 import optax
 
@@ -55,6 +57,18 @@ def learning_rate(train_config: ml_collections.ConfigDict,
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=train_config.learning_rate, warmup_steps=warmup,
       decay_steps=total, end_value=0.0)
+
+
+def learning_rate_of_step(train_config: ml_collections.ConfigDict,
+                          steps_per_epoch: int) -> Callable[[int], float]:
+  """step -> the learning rate that train step `step` (0-based) applies, for logging.
+
+  The schedule counts optimizer updates: with grad_accum_steps = k, step s belongs
+  to update s // k (`learning_rate`).
+  """
+  lr = learning_rate(train_config, steps_per_epoch)
+  k = recipe(train_config)["grad_accum_steps"]
+  return lambda step: float(lr(step // k)) if callable(lr) else float(lr)
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict,

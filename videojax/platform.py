@@ -2,7 +2,11 @@
 
 Importing this module (or any other videojax module) changes nothing: no environment
 variable, no JAX setting, no device visibility, no flag. The scripts that run models
-call, first thing in their main (before JAX initialises its backends),
+call, first thing, before their imports load TensorFlow,
+
+  platform.quiet_start(sys.argv)      # no third-party start-up banners unless --verbosity
+
+and first thing in their main (before JAX initialises its backends),
 
   platform.split_cpu_into_devices()   # one XLA CPU device per core; GPUs/TPUs unaffected
 
@@ -22,6 +26,50 @@ measured below 1.3x on a realistic step and deleted (BENCHMARKS.md, "CPU tricks"
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+
+# What keeps third-party start-up lines off stderr (quiet_start); a variable already set wins.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ INFO and WARNING lines.
+    # TensorFlow's "oneDNN custom operations are on" banner is logged as its library loads,
+    # before TF_CPP_MIN_LOG_LEVEL is read; only turning the ops off silences it. They
+    # change TensorFlow's own float kernels only, and videojax runs none: tf.data moves
+    # numpy arrays, tf.summary writes scalars. JAX's numerics are untouched.
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TPU_STDERR_LOG_LEVEL": "2",  # libtpu: errors only on stderr (its log files keep the rest).
+}
+
+
+def verbosity_asked(argv: Sequence[str]) -> bool:
+  """Whether `argv` sets absl's --verbosity (-v) to INFO (0) or more, or to what is no number."""
+  for i, arg in enumerate(argv):
+    name, eq, value = arg.partition("=")
+    if name not in ("--verbosity", "-verbosity", "--v", "-v"):
+      continue
+    if not eq:
+      value = argv[i + 1] if i + 1 < len(argv) else ""
+    try:
+      return int(value) >= 0
+    except ValueError:
+      return True
+  return False
+
+
+def quiet_start(argv: Sequence[str] = ()) -> bool:
+  """Keeps TensorFlow's and libtpu's start-up lines off stderr (QUIET_ENV), unless
+  `argv` asks for absl's INFO logs (--verbosity=0 or more, `verbosity_asked`).
+
+  Call it first thing in a script, before an import loads TensorFlow: its C++ logging
+  reads the environment once, as it loads. Variables the user already set are kept.
+
+  Returns:
+    Whether the quiet settings were applied.
+  """
+  if verbosity_asked(argv):
+    return False
+  for name, value in QUIET_ENV.items():
+    os.environ.setdefault(name, value)
+  return True
 
 
 def split_cpu_into_devices(max_devices: int = 8) -> int:

@@ -21,9 +21,9 @@ import optax
 from flax import struct
 from flax.training import train_state
 from jax.sharding import PartitionSpec as P
-from tqdm import tqdm
 
-from videojax import augment, config_check, files, metrics, models, optim, runs, sharding
+from videojax import (augment, config_check, files, metrics, models, optim, provenance, runs,
+                      sharding)
 from videojax.checkpoint import Checkpoints, check_meta
 from videojax.data import features as features_lib
 from videojax.errors import UserError
@@ -33,6 +33,7 @@ from videojax.data.validation import split_validation  # noqa: F401  (also train
 from videojax.files import write_json_atomic
 from videojax.models import widths
 from videojax.normalization import normalize
+from videojax.progress import Progress
 from videojax.workdir_lock import WorkdirLock
 from videojax.writers import MetricWriter
 
@@ -170,8 +171,9 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     Dropout masks are the rows of the whole batch's masks (`sharding.rows_of_global_draws`).
 
   Returns:
-    The new state and {loss f32[], accuracy f32[], finite bool[]}: finite is false
-    when the loss or a new parameter is NaN/inf (see train_and_evaluate).
+    The new state and {loss f32[], accuracy f32[], grad_norm f32[], finite bool[]}:
+    grad_norm is the global norm of this step's gradient (before clipping); finite is
+    false when the loss or a new parameter is NaN/inf (see train_and_evaluate).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
   if frame_dropout or temporal_crop:
@@ -201,11 +203,12 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   if axis_name is not None:
     loss, accuracy, grads = jax.lax.pmean((loss, accuracy, grads), axis_name)
   new = state.apply_gradients(grads=grads)
+  grad_norm = optax.tree.norm(grads)
   # The host stops at the first false flag and never saves a state it has not checked.
   # NaN/inf gradients make NaN parameters through Adam, and so does a NaN learning rate
   # with finite gradients: the loss and the new parameters cover all three (one read).
   finite = jnp.isfinite(loss) & _all_finite(new.params)
-  return new, {"loss": loss, "accuracy": accuracy, "finite": finite}
+  return new, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
 
 
 _AUGMENT_STREAM = 0x617567  # Folded into the step's key: augmentation draws apart from dropout's.
@@ -221,6 +224,8 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
               axis_name: str | None = None) -> Metrics:
   """Sums over the valid examples of a batch: loss, count, confusion i32[k, k], calibration.
 
+  top5: examples whose label is among the 5 largest logits (ties to the lower class,
+  as `metrics.top_k_accuracy`); only with num_classes >= 5.
   calibration: f32[3, M], per bin of top-1 confidence (`metrics.calibration_bin`), the
   count, the summed confidence and the correct predictions (`metrics.ece_from_bins`).
   axis_name: as for `train_step`; the sums are then over every device's rows.
@@ -238,6 +243,9 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], num_classes: in
   sums = {"loss": jnp.sum(jnp.where(valid, loss, 0.0)), "count": jnp.sum(valid),
           "confusion": true.T @ pred,
           "calibration": jnp.stack([jnp.ones_like(confidence), confidence, correct]) @ in_bin}
+  if num_classes >= 5:
+    in_top5 = jnp.any(jax.lax.top_k(logits, 5)[1] == batch["label"][:, None], axis=-1)
+    sums["top5"] = jnp.sum(in_top5 & valid)
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
@@ -288,7 +296,8 @@ def _per_device(mesh, step, num_outputs: int = 1, **kwargs):
 
 def evaluate_split(steps: Steps, state: TrainState, parts: list[features_lib.FeatureSet],
                    batch_size: int, sizes: np.ndarray) -> dict[str, Any]:
-  """Loss and confusion over every example of a split, each counted exactly once.
+  """Loss, confusion, ECE and top-5 accuracy (None under 5 classes) over every example
+  of a split, each counted exactly once.
 
   Args:
     parts: this process's parts of the split.
@@ -298,7 +307,7 @@ def evaluate_split(steps: Steps, state: TrainState, parts: list[features_lib.Fea
   """
   k = len(parts[0].class_names)
   per_part = batch_size // len(sizes)
-  confusion, loss, count = np.zeros((k, k), np.int64), 0.0, 0
+  confusion, loss, count, top5 = np.zeros((k, k), np.int64), 0.0, 0, 0
   calibration = np.zeros((3, metrics.ECE_BINS), np.float64)
   num_batches = pipeline.num_eval_batches(int(max(sizes)), per_part)
   for batch in pipeline.eval_batches(parts, per_part, num_batches):
@@ -307,9 +316,27 @@ def evaluate_split(steps: Steps, state: TrainState, parts: list[features_lib.Fea
     loss += float(m["loss"])
     count += int(m["count"])
     calibration += m["calibration"]
+    top5 += int(m.get("top5", 0))
   assert count == sum(sizes), (count, sizes)
   return {"confusion": confusion, "loss": loss / max(count, 1),
-          "ece": metrics.ece_from_bins(calibration)}
+          "ece": metrics.ece_from_bins(calibration),
+          "top5_accuracy": top5 / max(count, 1) if k >= 5 else None}
+
+
+def step_record(window: list[Metrics], step: int, since: tuple[int, float], lr_of_step,
+                batch_size: int) -> dict[str, float]:
+  """The per-step record written every config.log.every_steps steps, at `step` (0-based).
+
+  Means of train_step's loss, accuracy and grad_norm over the steps of `window`, the
+  learning rate step `step` applied, and steps/s, examples/s since `since`, the
+  (step, time.monotonic()) of the previous record (epoch-end evaluation included).
+  """
+  got = jax.device_get(window)
+  record = {k: float(np.mean([w[k] for w in got])) for k in got[0]}
+  seconds = time.monotonic() - since[1]
+  steps_per_sec = (step + 1 - since[0]) / seconds if seconds > 0 else 0.0
+  return {**record, "learning_rate": lr_of_step(step), "steps_per_sec": steps_per_sec,
+          "examples_per_sec": steps_per_sec * batch_size}
 
 
 def num_parts(config: ml_collections.ConfigDict) -> int:
@@ -369,9 +396,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        echo=print) -> dict[str, Any]:
   """Trains `config.model` on the features in `config.data.features_dir`.
 
-  Writes to `workdir`: checkpoints/ (the latest step and the best by
-  config.train.best_metric / best_mode), metrics.jsonl, tensorboard/,
-  results.json and confusion.csv (test split, best checkpoint). Resumes from the
+  Writes to `workdir`: config.json and environment.json (`provenance`), checkpoints/
+  (the latest step and the best by config.train.best_metric / best_mode),
+  metrics.jsonl (a line per epoch), tensorboard/ (those, a record every
+  config.log.every_steps steps, the test metrics and the config as hparams; see
+  `writers`), results.json and confusion.csv (test split, best checkpoint). Resumes from the
   newest whole checkpoint in `workdir` with the same data order (a damaged
   newer step is moved aside with a warning).
 
@@ -380,7 +409,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step follow the recipe switches of config.train (`optim.recipe`), logged at start.
 
   Returns:
-    The test results: accuracy, per-class accuracy, confusion, timing, which step
+    The test results: accuracy (top-1), top5_accuracy (None under 5 classes),
+    per-class accuracy, confusion, calibration (test_ece), timing, which step
     was evaluated (best_step, best_metric, best_value), how training ended
     (last_step, stopped_early, stop_reason) and the recipe.
 
@@ -491,7 +521,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
          f"extract.shard_size that gives the train split a multiple of {data.num_parts} shards.")
   total_steps = config.train.num_epochs * spe
   every = config.train.get("checkpoint_every_steps", 0)
-  writer = MetricWriter(workdir, echo=echo, start_step=start_step)
+  log = config.get("log") or {}
+  log_every = log.get("every_steps", config_check.LOG_EVERY_STEPS)
+  if jax.process_index() == 0:
+    provenance.write_run_files(workdir, config, start_step=start_step)
+  writer = MetricWriter(workdir, echo=echo, start_step=start_step,
+                        wandb_project=log.get("wandb_project", ""),
+                        hparams=provenance.flat_config(config))
+  lr_of_step = optim.learning_rate_of_step(config.train, spe)
   batches = pipeline.train_batches(data.train, per_part, seed=config.train.seed,
                                    start_step=start_step, epoch_steps=spe,
                                    part_ids=data.part_ids)
@@ -499,16 +536,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   # A resumed run that had stopped early stays stopped.
   stop_reason = early_stop_reason(ckpts, start_step, spe, recipe["early_stopping_patience"])
   end_step = start_step if stop_reason else total_steps
-  bar = tqdm(range(start_step, end_step), initial=start_step, total=total_steps,
-             desc=f"train {config.model.name}", unit="step", disable=None)
+  bar = Progress(total_steps, f"train {config.model.name}", "step", initial=start_step,
+                 enabled=jax.process_index() == 0)
+  window, since = [], (start_step, time.monotonic())  # the steps since the last step record
   last = None  # (step, finite flag) not yet looked at
-  for step in bar:
+  for step in range(start_step, end_step):
     state, m = steps.train(state, sharding.put_batch(next(batches), mesh), rng)
     # The previous step's flag: reading it waits for that step only, not for this one.
     if last:
       _check_finite(*last, config, ckpts)
     last = (step + 1, m.pop("finite"))
     epoch_metrics.append(m)
+    window.append(m)
+    if log_every and (step + 1) % log_every == 0:
+      _check_finite(*last, config, ckpts)
+      counters = step_record(window, step, since, lr_of_step, config.train.batch_size)
+      window, since = [], (step + 1, time.monotonic())
+      writer.write_scalars(step + 1, counters)
+      bar.update(1, postfix=f"loss {counters['loss']:.4f}, "
+                 f"{counters['examples_per_sec']:.1f} examples/s")
+    else:
+      bar.update(1)
     if (step + 1) % spe and step + 1 != total_steps:
       if every and (step + 1) % every == 0:  # Mid-epoch: latest only, for resumption.
         _check_finite(*last, config, ckpts)
@@ -549,7 +597,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   # Side by side with test: a gap between them flags a leak. The best step's validation
   # metrics were measured when it was saved; evaluating the same state again gives them.
   results.update(ckpts.metrics(best) or {})
-  results.update(test_loss=test["loss"], test_ece=test["ece"], best_step=int(best), best_metric=ckpts.metric,
+  results.update(top5_accuracy=test["top5_accuracy"], test_loss=test["loss"],
+                 test_ece=test["ece"], best_step=int(best), best_metric=ckpts.metric,
                  best_mode=ckpts.mode, best_value=ckpts.score(best), total_steps=total_steps,
                  last_step=end_step, stopped_early=end_step < total_steps,
                  stop_reason=stop_reason, recipe=recipe,
@@ -558,6 +607,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                  num_train=int(sum(data.sizes["train"])), num_val=int(sum(data.sizes["val"])),
                  num_processes=jax.process_count(), num_parts=data.num_parts,
                  checkpoint=str(ckpts.directory / str(best)))
+  # At the step evaluated, beside its validation metrics.
+  writer.write_scalars(int(best), {f"test_{k}": v for k, v in (
+      ("accuracy", results["accuracy"]), ("top5_accuracy", results["top5_accuracy"]),
+      ("loss", results["test_loss"]), ("ece", results["test_ece"])) if v is not None})
   if jax.process_index() == 0:
     write_json_atomic(workdir / "results.json", results)
     metrics.write_confusion_csv(workdir / "confusion.csv", test["confusion"],

@@ -36,12 +36,12 @@ from typing import Any
 import h5py
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from videojax import files as files_lib
 from videojax.data import features as features_lib
 from videojax.data import sources, video
 from videojax.data.parallel import prefetch_map
+from videojax.progress import Progress
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".mat", ".h5", ".hdf5")
 BACKBONE = "imported"
@@ -487,8 +487,7 @@ def import_features(src_dir: str | os.PathLike, features_dir: str | os.PathLike,
   echo(f"Importing {sum(len(i) for _, i in todo)} videos in {len(todo)} shards ({skipped} "
        f"shards already complete), t={num_frames}, d={feature_dim}, from {src_dir} into "
        f"{features_dir}" + (f"; {unlisted} array file(s) are in no split" if unlisted else ""))
-  with tqdm(total=sum(len(i) for _, i in todo), desc="import", unit="video",
-            disable=None) as progress:
+  with Progress(total=sum(len(i) for _, i in todo), desc="import", unit="video") as progress:
     for path, items in todo:
       import_shard(items, path, spec=spec, class_names=class_names, key=key,
                    num_workers=num_workers, progress=progress, groups=groups)

@@ -45,13 +45,14 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from videojax import config_check, extract, models, train
 from videojax import config_variants as variants
 from videojax.tools import plots, report
 from videojax.checkpoint import CheckpointMismatch
 from videojax.files import write_json_atomic, write_text_atomic
+from videojax.progress import Progress
+from videojax.provenance import flat_config
 
 # data.* keys that only change training; every other data.* key and every
 # extract.* key changes the features, so it gets its own features folder.
@@ -65,7 +66,8 @@ RESERVED_KEYS = {
 # made with other values of these is still reused.
 # data.root may move; data.features_dir follows --workdir (its name holds the settings).
 RUNTIME_KEYS = ("extract.batch_size", "extract.num_workers", "extract.num_devices",
-                "train.num_devices", "eval.batch_size", "data.root", "data.features_dir")
+                "train.num_devices", "eval.batch_size", "data.root", "data.features_dir",
+                "log.every_steps", "log.wandb_project")
 # Swept string keys whose accepted values are known up front.
 CHOICES = {"model.name": models.MODEL_NAMES, "extract.backbone": models.BACKBONE_NAMES}
 STD = "sample standard deviation (ddof=1) over seeds"
@@ -255,21 +257,6 @@ def _with_seed(config: ml_collections.ConfigDict, seed: int) -> ml_collections.C
   c = copy.deepcopy(config)
   c.train.seed = seed
   return c
-
-
-def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """{dotted key: JSON value} of every leaf of `config` (tuples become lists)."""
-  out = {}
-
-  def walk(node, prefix):
-    for k in sorted(node.keys()):
-      v = node[k]
-      if isinstance(v, ml_collections.ConfigDict):
-        walk(v, f"{prefix}{k}.")
-      else:
-        out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
-  walk(config, "")
-  return out
 
 
 def check_finished_run(run: Cell) -> None:
@@ -525,9 +512,8 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
     extracted.append(name)
 
   rows, trained, skipped = [], [], []
-  bar = tqdm(runs, desc="ablation", unit="run", disable=None)
-  for i, run in enumerate(bar):
-    bar.set_postfix_str(f"{run.name} seed{run.seed}")
+  bar = Progress(len(runs), "ablation", "run")
+  for i, run in enumerate(runs):
     if run.done:
       results = json.loads((run.workdir / "results.json").read_text())
       skipped.append(run.workdir)
@@ -541,6 +527,7 @@ def run_ablation(config: ml_collections.ConfigDict, out: str | pathlib.Path,
       rows.append(result_row(run, results, out))
       write_text_atomic(out / "results.csv",
                         _csv_text(rows, ["cell", *keys, *RESULT_COLUMNS]))
+    bar.update(1, postfix=f"last {run.name} seed{run.seed}")
   bar.close()
   files = write_outputs(out, rows, axes, runs) if writer else {}
   if writer:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from videojax import files
 from videojax import metrics as metrics_lib
@@ -26,6 +25,7 @@ from videojax.tools import tta as tta_lib
 from videojax.data import features as features_lib
 from videojax.data import parts as parts_lib
 from videojax.files import write_json_atomic
+from videojax.progress import Progress
 from videojax.runs import Run, load_run  # noqa: F401 (load_run is part of this API)
 
 # Spec keys that fix what each feature dimension means: a features dir given to
@@ -157,9 +157,8 @@ def predict_probabilities(run: Run, fs: features_lib.FeatureSet,
   n, t = len(fs), fs.num_frames
   size = min(batch_size, n)
   out = np.zeros((n, len(run.class_names)), np.float64)
-  starts = range(0, n, size)
-  for start in tqdm(starts, desc=desc or f"evaluate {run.workdir.name}", unit="batch",
-                    disable=None):
+  bar = Progress(total=n, desc=desc or f"evaluate {run.workdir.name}", unit="clip")
+  for start in range(0, n, size):
     stop = min(start + size, n)
     rows = np.minimum(np.arange(start, start + size), stop - 1)
     views = tta_lib.views(fs.features[rows], fs.lengths[rows], modes)
@@ -168,6 +167,8 @@ def predict_probabilities(run: Run, fs: features_lib.FeatureSet,
       probs = np.asarray(run.apply(features, mask), np.float64)
       out[start:stop] += probs[:stop - start]
     out[start:stop] /= len(views)
+    bar.update(stop - start)
+  bar.close()
   return out.astype(np.float32)
 
 
