@@ -96,3 +96,35 @@ def test_streamed_subsampling_and_the_automatic_choice(features):
   np.testing.assert_array_equal(disk.test[0].features[np.arange(len(disk.test[0]))],
                                 mem.test[0].features)
   np.testing.assert_array_equal(disk.test[0].lengths, mem.test[0].lengths)
+
+
+def test_a_damaged_chunk_is_named_when_streamed(features, tmp_path):
+  from tests.test_shard_integrity import _flip_byte
+  path = tmp_path / "train-00000-of-00001.h5"
+  path.write_bytes((features / F.shard_name("train", 1, 7)).read_bytes())
+  arr = stream.ShardArray([path], np.zeros(9), np.arange(9), (T, D), np.full(9, T))
+  whole = arr[np.arange(9)]
+  _flip_byte(path, "features", chunk=4)
+  np.testing.assert_array_equal(arr[np.arange(4)], whole[:4])
+  with pytest.raises(F.FeatureError, match=rf"{path}: damaged feature shard.*--verify"):
+    arr[np.array([4])]
+
+
+@pytest.mark.parametrize("compression", F.COMPRESSIONS)
+def test_every_compression_reads_back_the_same(tmp_path, compression):
+  rng = np.random.default_rng(1)
+  feats = rng.normal(size=(3, T, D)).astype(np.float16)
+  path = F.write_shard(tmp_path / F.shard_name("train", 0, 1), features=feats,
+                       lengths=np.full(3, T), labels=np.arange(3), video_ids=["a", "b", "c"],
+                       class_names=CLASSES, spec={"backbone": "test"}, compression=compression)
+  with F.open_shard(path) as f:
+    assert f["features"].chunks == (1, T, D)
+    assert f["features"].compression == (None if compression == "none" else compression)
+  arr = stream.ShardArray([path], np.zeros(3), np.arange(3), (T, D), np.full(3, T))
+  np.testing.assert_array_equal(arr[np.array([2, 0])], feats[[2, 0]])
+
+
+def test_an_unknown_compression_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="accepted: gzip, lzf, none"):
+    F.write_shard(tmp_path / "x.h5", features=np.zeros((1, T, D)), lengths=[T], labels=[0],
+                  video_ids=["a"], class_names=CLASSES, spec={}, compression="zstd")

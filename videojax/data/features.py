@@ -224,7 +224,8 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
                 labels: np.ndarray, video_ids: Sequence[str], class_names: Sequence[str],
                 spec: Mapping[str, object], failed: Sequence[Sequence[str]] = (),
                 compression_level: int = 4,
-                groups: Sequence[str] | None = None) -> pathlib.Path:
+                groups: Sequence[str] | None = None,
+                compression: str = "gzip") -> pathlib.Path:
   """Writes one shard atomically (temporary file, then rename).
 
   Args:
@@ -237,6 +238,8 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     spec: extraction settings; its hash marks the shard.
     failed: [video_id, reason] of the shard's clips that could not be extracted.
     compression_level: gzip level.
+    compression: one of COMPRESSIONS: gzip (with byte shuffle), lzf (with byte
+      shuffle) or none. Any of them reads back the same (chunks of one clip).
     groups: n groups ("" unknown), stored as `groups`; None stores none.
 
   Raises:
@@ -260,9 +263,9 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
   buf = io.BytesIO()
   with h5py.File(buf, "w") as f:
     # fletcher32 on every numeric dataset: a damaged chunk fails its read (see open_shard).
-    f.create_dataset("features", data=features, maxshape=(None, t, d),
-                     chunks=(1, t, d), compression="gzip",
-                     compression_opts=compression_level, shuffle=True, fletcher32=True)
+    # Chunks of one clip: a streamed batch reads its rows and nothing else.
+    f.create_dataset("features", data=features, maxshape=(None, t, d), chunks=(1, t, d),
+                     fletcher32=True, **_compression_options(compression, compression_level))
     f.create_dataset("lengths", data=lengths, fletcher32=True)
     f.create_dataset("labels", data=labels, fletcher32=True)
     f.create_dataset("video_ids", data=list(video_ids), dtype=h5py.string_dtype())
@@ -276,6 +279,19 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     f.attrs["video_ids_sha256"] = ids_digest(list(video_ids))
   write_bytes_atomic(path, buf.getbuffer())
   return path
+
+
+COMPRESSIONS = ("gzip", "lzf", "none")
+
+
+def _compression_options(compression: str, level: int) -> dict:
+  if compression == "gzip":
+    return {"compression": "gzip", "compression_opts": level, "shuffle": True}
+  if compression == "lzf":
+    return {"compression": "lzf", "shuffle": True}
+  if compression == "none":
+    return {}
+  raise ValueError(f"compression={compression!r}; accepted: {', '.join(COMPRESSIONS)}")
 
 
 def _mb(n: int) -> str:

@@ -19,9 +19,10 @@ import numpy as np
 from videojax.data import features as features_lib
 from videojax.data.features import FeatureError
 
-# Shards read at once. h5py serialises its calls under one lock, but the gzip inflate and
-# fletcher32 run inside HDF5 and the numpy gathers release the GIL: 2 threads read a
-# window ~1.6x faster than 1 on 2 cores (see BENCHMARKS.md); more buys nothing there.
+# Shards read at once. h5py serialises its calls under one lock (gzip inflate and
+# fletcher32 run under it), so threads mostly overlap the numpy gathers: on the shared
+# 2-core machine 2 threads read gzip shards about as fast as 1 (benchmarks/bench_stream.py);
+# inflating the chunks outside the lock (zlib) measured no faster, so it is not done.
 READ_THREADS = 2
 
 
