@@ -73,7 +73,8 @@ def feature_statistics(parts: features_lib.FeatureSet | Sequence[features_lib.Fe
   count = 0
   for x, lengths in _chunks(parts, chunk):
     x = x[pipeline.lengths_to_mask(lengths, t)].astype(np.float64)
-    total += np.stack([x.sum(0), (x * x).sum(0)])
+    total[0] += x.sum(0)
+    total[1] += np.square(x, out=x).sum(0)  # In place: no second float64 copy of the chunk.
     count += len(x)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
