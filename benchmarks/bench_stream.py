@@ -106,7 +106,7 @@ if __name__ == "__main__":
   g.add_argument("--frames", type=int, default=32)
   g.add_argument("--dim", type=int, default=8192)
   g.add_argument("--shard_size", type=int, default=230)
-  g.add_argument("--compression", default="gzip", choices=F.COMPRESSIONS)
+  g.add_argument("--compression", default="none", choices=F.COMPRESSIONS)
   a = p.parse_args()
   if a.cmd == "codecs":
     codecs(a.src, a.out)
