@@ -55,8 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # a step takes batch_size / num_parts examples of each. The batches depend on num_parts,
   # not on the process count: 0 means one part per process.
   c.data.num_parts = 0
-  # Features larger than memory are streamed from the shards. auto: a split is read into
-  # memory when this process's share is under 1 GB | true | false (always stream).
+  # Features larger than memory are streamed from the shards. auto: read into memory when
+  # this process's share of train and test together is under 1 GB | true | false (stream).
   c.data.in_memory = "auto"
   # The training order shuffles within windows of shards of about this many MB (the
   # memory a streamed split needs: about two windows); 0: one window of all shards.

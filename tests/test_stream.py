@@ -128,3 +128,13 @@ def test_an_unknown_compression_is_refused(tmp_path):
   with pytest.raises(ValueError, match="accepted: gzip, lzf, none"):
     F.write_shard(tmp_path / "x.h5", features=np.zeros((1, T, D)), lengths=[T], labels=[0],
                   video_ids=["a"], class_names=CLASSES, spec={}, compression="zstd")
+
+
+def test_auto_bounds_train_and_test_together(features, monkeypatch):
+  # 42 train clips (2016 feature bytes) and 11 test clips (528): each under the bound, not both.
+  monkeypatch.setattr(parts_lib, "IN_MEMORY_MAX_BYTES", 2100)
+  p = _load(features, "auto", num_parts=1)
+  assert isinstance(p.train[0].features, stream.ShardArray)
+  assert isinstance(p.test[0].features, stream.ShardArray)
+  monkeypatch.setattr(parts_lib, "IN_MEMORY_MAX_BYTES", 2544)
+  assert isinstance(_load(features, "auto", num_parts=1).test[0].features, np.ndarray)

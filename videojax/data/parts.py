@@ -10,9 +10,10 @@ batch is the concatenation of `batch_size / num_parts` examples of every part
 process holds which part: one process with num_parts = 2 sees exactly the
 batches of a 2-process run.
 
-A split whose features on this process exceed `IN_MEMORY_MAX_BYTES` (or any,
-with in_memory=False) is not read here: its FeatureSets hold a
-`stream.ShardArray` and the pipeline reads their rows as batches need them.
+When the train and test features on this process together exceed
+`IN_MEMORY_MAX_BYTES` (or always, with in_memory=False), they are not read here:
+the FeatureSets hold a `stream.ShardArray` and the pipeline reads their rows as
+batches need them.
 Both give the same batches (`pipeline.train_batches`).
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from videojax.data.features import FeatureError, FeatureSet
 from videojax.data.stream import ShardArray
 
 SplitFn = Callable[[FeatureSet], tuple[FeatureSet, FeatureSet]]
-# config.data.in_memory=auto reads a split into memory below this many feature bytes per process.
+# config.data.in_memory=auto reads the splits into memory below this many feature bytes per
+# process (train and test together).
 IN_MEMORY_MAX_BYTES = 2**30
 IN_MEMORY = ("auto", True, False)
 
@@ -157,8 +159,9 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
     num_frames: if > 0, subsample every clip to this many positions
       (`features.subsample_frames`).
     in_memory: True reads the features of every split into memory; False leaves
-      them on disk (streamed, `stream.ShardArray`); 'auto' reads a split into
-      memory when this process's share is under IN_MEMORY_MAX_BYTES.
+      them on disk (streamed, `stream.ShardArray`); 'auto' reads them into
+      memory when this process's share of train and test together is under
+      IN_MEMORY_MAX_BYTES.
     shuffle_buffer_mb: sets `Parts.window_shards` (`order.window_shards`).
 
   Raises:
@@ -191,10 +194,14 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
   spec = train_index.spec
   paths = {"train": features_lib.shard_paths(features_dir, "train"),
            "test": features_lib.shard_paths(features_dir, "test")}
-  stream = {split: in_memory is False or (in_memory == "auto" and _feature_bytes(
-      index, shard, paths[split], mine, num_parts) > IN_MEMORY_MAX_BYTES)
-            for split, index, shard in (("train", train_index, train_shard),
-                                        ("test", test_index, test_shard))}
+  # auto: both splits in memory when together under the bound, else both streamed, so that
+  # the bound holds for the run (a 1 GB test split in memory beside a streamed train split
+  # would add its 1 GB to the RSS).
+  streamed = in_memory is False or (in_memory == "auto" and sum(
+      _feature_bytes(index, shard, paths[split], mine, num_parts)
+      for split, index, shard in (("train", train_index, train_shard),
+                                  ("test", test_index, test_shard))) > IN_MEMORY_MAX_BYTES)
+  stream = {"train": streamed, "test": streamed}
 
   def load(split, q, index, shard):
     if stream[split]:
