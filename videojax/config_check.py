@@ -172,6 +172,14 @@ def _check_train(c: _Checker) -> None:
           f"{processes} process(es)")
     parts = processes
   parts = parts or processes
+  if c.get("data.in_memory", _MISSING) is not _MISSING:
+    c.check("data.in_memory", lambda v: str(v).lower() in ("auto", "true", "false"),
+            "auto, true or false")
+  if c.get("data.shuffle_buffer_mb", _MISSING) is not _MISSING:
+    c.check("data.shuffle_buffer_mb", lambda v: _is_number(v) and v >= 0,
+            "a number of MB >= 0 (0: shuffle over all shards)")
+  if c.get("data.prefetch_batches", _MISSING) is not _MISSING:
+    c.positive_int("data.prefetch_batches")
 
   c.name("model.name", models.MODEL_NAMES)
   devices = _device_count(c, "train.num_devices", jax.device_count())

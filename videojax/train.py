@@ -10,7 +10,7 @@ import functools
 import json
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -56,21 +56,26 @@ class TrainState(train_state.TrainState):
   feature_norm: str = struct.field(pytree_node=False, default="standardize")
 
 
-def feature_statistics(fs: features_lib.FeatureSet,
-                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-  """Mean and std f32[d] over the valid frames of `fs`, across all hosts.
+def feature_statistics(parts: features_lib.FeatureSet | Sequence[features_lib.FeatureSet],
+                       chunk: int = 1024,
+                       max_chunk_bytes: int = 256 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and std f32[d] over the valid frames of `parts`, across all hosts.
 
   Why: frozen-backbone features (random-init ones especially) share a large
   positive offset and tiny spread; unscaled, the GRU cannot even fit the
-  training set. Accumulated in float64, chunk by chunk, to bound memory.
+  training set. One pass over the examples (read from the shards where they are
+  streamed), `chunk` at a time but no more than `max_chunk_bytes` of float64,
+  into float64 sums of size d.
   """
-  total = np.zeros((2, fs.feature_dim), np.float64)
+  parts = [parts] if isinstance(parts, features_lib.FeatureSet) else list(parts)
+  t, d = parts[0].num_frames, parts[0].feature_dim
+  chunk = max(1, min(chunk, max_chunk_bytes // max(t * d * 8, 1)))
+  total = np.zeros((2, d), np.float64)
   count = 0
-  for start in range(0, len(fs), chunk):
-    x = fs.features[start:start + chunk]
-    x = x[pipeline.lengths_to_mask(fs.lengths[start:start + chunk], fs.num_frames)]
-    x = x.astype(np.float64)
-    total += np.stack([x.sum(0), (x * x).sum(0)])
+  for x, lengths in _chunks(parts, chunk):
+    x = x[pipeline.lengths_to_mask(lengths, t)].astype(np.float64)
+    total[0] += x.sum(0)
+    total[1] += np.square(x, out=x).sum(0)  # In place: no second float64 copy of the chunk.
     count += len(x)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
@@ -79,6 +84,22 @@ def feature_statistics(fs: features_lib.FeatureSet,
   mean = total[0] / max(count, 1)
   std = np.sqrt(np.maximum(total[1] / max(count, 1) - mean**2, 0.0))
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def _chunks(parts: Sequence[features_lib.FeatureSet], chunk: int):
+  """(features f16[c, t, d], lengths i32[c]) of the concatenated parts, `chunk` rows at a time."""
+  pending, have = [], 0
+  for fs in parts:
+    start = 0
+    while start < len(fs):
+      stop = min(start + chunk - have, len(fs))
+      pending.append((fs.features[start:stop], fs.lengths[start:stop]))
+      have, start = have + stop - start, stop
+      if have == chunk:
+        yield np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending])
+        pending, have = [], 0
+  if pending:
+    yield np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending])
 
 
 def normalized_features(state: TrainState, batch: Mapping[str, jax.Array]) -> jax.Array:
@@ -439,6 +460,9 @@ def load_data(config: ml_collections.ConfigDict, echo=print) -> parts_lib.Parts:
   return parts_lib.load_parts(
       config.data.features_dir, num_parts=num_parts(config), process_index=jax.process_index(),
       process_count=jax.process_count(), num_frames=config.data.num_frames,
+      in_memory={"true": True, "false": False}.get(
+          str(config.data.get("in_memory", "auto")).lower(), "auto"),
+      shuffle_buffer_mb=config.data.get("shuffle_buffer_mb", 0),
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
                                          seed=config.train.seed,
                                          val_list=config.data.get("val_list", ""), echo=echo))
@@ -493,7 +517,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   steps = Steps(mesh, num_classes, smoothing, frame_dropout=recipe["frame_dropout"],
                 temporal_crop=recipe["temporal_crop"], compute_dtype=recipe["compute_dtype"])
   repl = sharding.replicated(mesh)
-  stats = (feature_statistics(features_lib.concat(data.train))
+  stats = (feature_statistics(data.train)
            if feature_norm(config) == "standardize" else (None, None))
   per_part = config.train.batch_size // data.num_parts
   sizes = data.sizes["train"]
@@ -531,7 +555,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   lr_of_step = optim.learning_rate_of_step(config.train, spe)
   batches = pipeline.train_batches(data.train, per_part, seed=config.train.seed,
                                    start_step=start_step, epoch_steps=spe,
-                                   part_ids=data.part_ids)
+                                   part_ids=data.part_ids, shard_sizes=data.shard_sizes,
+                                   window_shards=data.window_shards,
+                                   prefetch=config.data.get("prefetch_batches",
+                                                            pipeline.PREFETCH_BATCHES))
   epoch_metrics = []
   # A resumed run that had stopped early stays stopped.
   stop_reason = early_stop_reason(ckpts, start_step, spe, recipe["early_stopping_patience"])
@@ -540,8 +567,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                  enabled=jax.process_index() == 0)
   window, since = [], (start_step, time.monotonic())  # the steps since the last step record
   last = None  # (step, finite flag) not yet looked at
+  data_wait = 0.0  # Seconds this epoch's steps waited for their batch.
   for step in range(start_step, end_step):
-    state, m = steps.train(state, sharding.put_batch(next(batches), mesh), rng)
+    tick = time.perf_counter()
+    batch = next(batches)
+    data_wait += time.perf_counter() - tick
+    state, m = steps.train(state, sharding.put_batch(batch, mesh), rng)
     # The previous step's flag: reading it waits for that step only, not for this one.
     if last:
       _check_finite(*last, config, ckpts)
@@ -565,7 +596,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     _check_finite(*last, config, ckpts)
     summary = {f"train_{k}": float(np.mean(v)) for k, v in
                jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *epoch_metrics)).items()}
-    epoch_metrics = []
+    summary["data_wait_s"], epoch_metrics, data_wait = data_wait, [], 0.0
     ckpt_metrics = None
     if sum(data.sizes["val"]):
       val = evaluate_split(steps, state, data.val, config.eval.batch_size, data.sizes["val"])

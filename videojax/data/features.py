@@ -152,7 +152,7 @@ class FeatureSet:
     """The examples at `indices`, in that order."""
     indices = np.asarray(indices, dtype=np.int64)
     return dataclasses.replace(
-        self, features=self.features[indices], lengths=self.lengths[indices],
+        self, features=self.features.take(indices, axis=0), lengths=self.lengths[indices],
         labels=self.labels[indices],
         video_ids=[self.video_ids[i] for i in indices],
         groups=None if self.groups is None else [self.groups[i] for i in indices])
@@ -176,21 +176,30 @@ def subsample_frames(fs: FeatureSet, num_frames: int) -> FeatureSet:
   Raises:
     ValueError: t outside [1, T].
   """
-  from videojax.data.video import sample_indices  # Only here: keeps cv2 out of readers' path.
   if not 1 <= num_frames <= fs.num_frames:
     raise ValueError(f"data.num_frames={num_frames} must lie in [1, {fs.num_frames}]: the "
                      f"features hold {fs.num_frames} frames")
   if num_frames == fs.num_frames:
     return fs
-  out = np.zeros((len(fs), num_frames, fs.feature_dim), fs.features.dtype)
   lengths = np.minimum(fs.lengths, num_frames).astype(np.int32)
-  for length in np.unique(fs.lengths):
-    rows = np.flatnonzero(fs.lengths == length)
-    idx = sample_indices(int(length), num_frames)
-    out[rows, :len(idx)] = fs.features[rows][:, idx]
+  if hasattr(fs.features, "subsampled"):  # stream.ShardArray: subsampled as it is read.
+    out = fs.features.subsampled(num_frames)
+  else:
+    out = subsample_array(fs.features, fs.lengths, num_frames)
   spec = dict(fs.spec, num_frames=num_frames,
               subsampled_from=fs.spec.get("subsampled_from", fs.num_frames))
   return dataclasses.replace(fs, features=out, lengths=lengths, spec=spec)
+
+
+def subsample_array(features: np.ndarray, lengths: np.ndarray, num_frames: int) -> np.ndarray:
+  """f16[n, t, d] from f16[n, T, d]: `subsample_frames` on arrays (lengths: i32[n], stored)."""
+  from videojax.data.video import sample_indices  # Only here: keeps cv2 out of readers' path.
+  out = np.zeros((len(features), num_frames, features.shape[2]), features.dtype)
+  for length in np.unique(lengths):
+    rows = np.flatnonzero(lengths == length)
+    idx = sample_indices(int(length), num_frames)
+    out[rows, :len(idx)] = features[rows][:, idx]
+  return out
 
 
 def validate_arrays(features: np.ndarray, lengths: np.ndarray, labels: np.ndarray,
@@ -221,7 +230,8 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
                 labels: np.ndarray, video_ids: Sequence[str], class_names: Sequence[str],
                 spec: Mapping[str, object], failed: Sequence[Sequence[str]] = (),
                 compression_level: int = 4,
-                groups: Sequence[str] | None = None) -> pathlib.Path:
+                groups: Sequence[str] | None = None,
+                compression: str = "none") -> pathlib.Path:
   """Writes one shard atomically (temporary file, then rename).
 
   Args:
@@ -234,6 +244,11 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     spec: extraction settings; its hash marks the shard.
     failed: [video_id, reason] of the shard's clips that could not be extracted.
     compression_level: gzip level.
+    compression: one of COMPRESSIONS: none (the default), gzip or lzf (both with
+      byte shuffle). Any of them reads back the same (chunks of one clip). Float16
+      features hardly compress (gzip: 0.85 of the size) while gzip reads 2.3x slower
+      per core than none (benchmarks/bench_stream.py codecs), and streamed training
+      reads every epoch: disk is cheaper than the cores. Shards of either kind read.
     groups: n groups ("" unknown), stored as `groups`; None stores none.
 
   Raises:
@@ -257,9 +272,9 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
   buf = io.BytesIO()
   with h5py.File(buf, "w") as f:
     # fletcher32 on every numeric dataset: a damaged chunk fails its read (see open_shard).
-    f.create_dataset("features", data=features, maxshape=(None, t, d),
-                     chunks=(1, t, d), compression="gzip",
-                     compression_opts=compression_level, shuffle=True, fletcher32=True)
+    # Chunks of one clip: a streamed batch reads its rows and nothing else.
+    f.create_dataset("features", data=features, maxshape=(None, t, d), chunks=(1, t, d),
+                     fletcher32=True, **_compression_options(compression, compression_level))
     f.create_dataset("lengths", data=lengths, fletcher32=True)
     f.create_dataset("labels", data=labels, fletcher32=True)
     f.create_dataset("video_ids", data=list(video_ids), dtype=h5py.string_dtype())
@@ -273,6 +288,19 @@ def write_shard(path: str | os.PathLike, *, features: np.ndarray, lengths: np.nd
     f.attrs["video_ids_sha256"] = ids_digest(list(video_ids))
   write_bytes_atomic(path, buf.getbuffer())
   return path
+
+
+COMPRESSIONS = ("gzip", "lzf", "none")
+
+
+def _compression_options(compression: str, level: int) -> dict:
+  if compression == "gzip":
+    return {"compression": "gzip", "compression_opts": level, "shuffle": True}
+  if compression == "lzf":
+    return {"compression": "lzf", "shuffle": True}
+  if compression == "none":
+    return {}
+  raise ValueError(f"compression={compression!r}; accepted: {', '.join(COMPRESSIONS)}")
 
 
 def _mb(n: int) -> str:
@@ -422,6 +450,31 @@ def load_split(features_dir: str | os.PathLike, split: str,
       labels=np.concatenate([p[2] for p in parts]),
       video_ids=[v for p in parts for v in p[3]],
       class_names=first["class_names"], spec=first["spec"], failed=failed)
+
+
+def check_shards(paths: Sequence[pathlib.Path], expect_spec: Mapping[str, object],
+                 class_names: Sequence[str]) -> tuple[int, int]:
+  """The stored [t, d] of shards whose features are left on disk, after load_split's checks.
+
+  Raises:
+    FeatureError: as `load_split` (another spec or class list, shapes that disagree,
+      a damaged file), without reading the features.
+  """
+  shapes = set()
+  for p in paths:
+    attrs = read_shard_attrs(p)
+    if attrs["spec_hash"] != spec_hash(expect_spec):
+      raise FeatureError(f"{p}: made with other extraction settings: "
+                         f"{describe_mismatch(expect_spec, attrs['spec'])}")
+    if attrs["class_names"] != list(class_names):
+      raise FeatureError(f"{p}: class list differs from {paths[0]}")
+    with open_shard(p) as f:
+      shape = f["features"].shape
+    if shape[0]:
+      shapes.add(tuple(shape[1:]))
+  if len(shapes) > 1:
+    raise FeatureError(f"{paths[0].parent}: shards have different [t, d]: {sorted(shapes)}")
+  return shapes.pop() if shapes else (0, 0)
 
 
 def concat(parts: Sequence[FeatureSet]) -> FeatureSet:

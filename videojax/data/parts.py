@@ -9,6 +9,12 @@ batch is the concatenation of `batch_size / num_parts` examples of every part
 (see `pipeline.train_batches`), so it depends on `num_parts` but not on which
 process holds which part: one process with num_parts = 2 sees exactly the
 batches of a 2-process run.
+
+When the train and test features on this process together exceed
+`IN_MEMORY_MAX_BYTES` (or always, with in_memory=False), they are not read here:
+the FeatureSets hold a `stream.ShardArray` and the pipeline reads their rows as
+batches need them.
+Both give the same batches (`pipeline.train_batches`).
 """
 from __future__ import annotations
 
@@ -19,9 +25,15 @@ from collections.abc import Callable
 import numpy as np
 
 from videojax.data import features as features_lib
+from videojax.data import order as order_lib
 from videojax.data.features import FeatureError, FeatureSet
+from videojax.data.stream import ShardArray
 
 SplitFn = Callable[[FeatureSet], tuple[FeatureSet, FeatureSet]]
+# config.data.in_memory=auto reads the splits into memory below this many feature bytes per
+# process (train and test together).
+IN_MEMORY_MAX_BYTES = 2**30
+IN_MEMORY = ("auto", True, False)
 
 
 @dataclasses.dataclass
@@ -34,6 +46,9 @@ class Parts:
     sizes: split -> the size of every part of the run (all processes), i64[num_parts].
     spec: the extraction spec of the features (after any subsampling).
     class_names: k names.
+    shard_sizes: the training examples of each shard of each of this process's
+      parts, [i64[s_q]] (the order is a function of these: `order.epoch_order`).
+    window_shards: shards per shuffle window (`order.window_shards`), 0: all.
   """
   train: list[FeatureSet]
   val: list[FeatureSet]
@@ -42,6 +57,8 @@ class Parts:
   sizes: dict[str, np.ndarray]
   spec: dict
   class_names: list[str]
+  shard_sizes: list[np.ndarray] = dataclasses.field(default_factory=list)
+  window_shards: int = 0
 
   @property
   def num_parts(self) -> int:
@@ -80,19 +97,57 @@ def parts_of_process(num_parts: int, process_index: int, process_count: int) -> 
   return list(range(process_index * per, (process_index + 1) * per))
 
 
+def _part_shards(features_dir, split: str, part: int, num_parts: int) -> list[int]:
+  count = len(features_lib.shard_paths(features_dir, split))
+  return list(range(part, count, num_parts))
+
+
 def _load_part(features_dir: str | os.PathLike, split: str, part: int, num_parts: int,
                spec: dict) -> FeatureSet | None:
   """The examples of the shards j of `split` with j % num_parts == part; None if none."""
-  count = len(features_lib.shard_paths(features_dir, split))
-  shards = list(range(part, count, num_parts))
+  shards = _part_shards(features_dir, split, part, num_parts)
   if not shards:
     return None
   return features_lib.load_split(features_dir, split, expect_spec=spec, shard_indices=shards)
 
 
+def _stream_part(features_dir: str | os.PathLike, split: str, part: int, num_parts: int,
+                 index: FeatureSet, shard: np.ndarray) -> FeatureSet | None:
+  """As `_load_part`, with the features left on disk: a `stream.ShardArray`."""
+  shards = _part_shards(features_dir, split, part, num_parts)
+  if not shards:
+    return None
+  all_paths = features_lib.shard_paths(features_dir, split)
+  paths = [all_paths[j] for j in shards]
+  shape = features_lib.check_shards(paths, index.spec, index.class_names)
+  where = np.flatnonzero(np.isin(shard, shards))
+  first = np.searchsorted(shard, shard[where])  # The shard's first example in the split.
+  local = np.searchsorted(shards, shard[where])
+  fs = index.take(where)
+  features_lib.validate_arrays(np.zeros((len(fs), shape[0], 0), np.float16), fs.lengths,
+                               fs.labels, len(index.class_names), f"{features_dir} '{split}'")
+  return dataclasses.replace(fs, features=ShardArray(paths, local, where - first, shape,
+                                                     fs.lengths))
+
+
+def _feature_bytes(index: FeatureSet, shard: np.ndarray, paths: list, mine: list[int],
+                   num_parts: int) -> int:
+  """The feature bytes of this process's shards of a split (from the first shard's shape)."""
+  with features_lib.open_shard(paths[0]) as f:
+    t, d = f["features"].shape[1:]
+  return int(np.isin(shard % num_parts, mine).sum()) * t * d * 2
+
+
+def _max_shard_bytes(shard: np.ndarray, path) -> int:
+  with features_lib.open_shard(path) as f:
+    t, d = f["features"].shape[1:]
+  return int(np.bincount(shard).max()) * t * d * 2
+
+
 def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index: int,
                process_count: int, split_validation: SplitFn,
-               num_frames: int = 0) -> Parts:
+               num_frames: int = 0, in_memory: str | bool = "auto",
+               shuffle_buffer_mb: float = 0) -> Parts:
   """Reads this process's parts of the train, validation and test splits.
 
   Args:
@@ -103,6 +158,11 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
       out); must depend on ids and labels only, so every process agrees.
     num_frames: if > 0, subsample every clip to this many positions
       (`features.subsample_frames`).
+    in_memory: True reads the features of every split into memory; False leaves
+      them on disk (streamed, `stream.ShardArray`); 'auto' reads them into
+      memory when this process's share of train and test together is under
+      IN_MEMORY_MAX_BYTES.
+    shuffle_buffer_mb: sets `Parts.window_shards` (`order.window_shards`).
 
   Raises:
     FeatureError: missing or inconsistent shards, train and test with other
@@ -132,16 +192,39 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
         f"train split has {train_shard.max() + 1} shard(s)); use fewer parts or extract with "
         "a smaller extract.shard_size")
   spec = train_index.spec
+  paths = {"train": features_lib.shard_paths(features_dir, "train"),
+           "test": features_lib.shard_paths(features_dir, "test")}
+  # auto: both splits in memory when together under the bound, else both streamed, so that
+  # the bound holds for the run (a 1 GB test split in memory beside a streamed train split
+  # would add its 1 GB to the RSS).
+  streamed = in_memory is False or (in_memory == "auto" and sum(
+      _feature_bytes(index, shard, paths[split], mine, num_parts)
+      for split, index, shard in (("train", train_index, train_shard),
+                                  ("test", test_index, test_shard))) > IN_MEMORY_MAX_BYTES)
+  stream = {"train": streamed, "test": streamed}
+
+  def load(split, q, index, shard):
+    if stream[split]:
+      return _stream_part(features_dir, split, q, num_parts, index, shard)
+    return _load_part(features_dir, split, q, num_parts, spec)
+
   out: dict[str, list[FeatureSet]] = {"train": [], "val": [], "test": []}
+  shard_sizes = []
   for q in mine:
-    train_all = _load_part(features_dir, "train", q, num_parts, spec)
+    train_all = load("train", q, train_index, train_shard)
     val_rows = np.array([v in held_ids for v in train_all.video_ids], bool)
     out["train"].append(train_all.take(np.flatnonzero(~val_rows)))
     out["val"].append(train_all.take(np.flatnonzero(val_rows)))
-    test = _load_part(features_dir, "test", q, num_parts, spec)
+    in_part = part == q
+    shard_sizes.append(np.bincount(train_shard[in_part & ~is_val] // num_parts,
+                                   minlength=len(range(q, len(paths["train"]), num_parts))))
+    test = load("test", q, test_index, test_shard)
     out["test"].append(test if test is not None else train_all.take([]))
   if num_frames:
     out = {k: [features_lib.subsample_frames(fs, num_frames) for fs in v]
            for k, v in out.items()}
+  window = order_lib.window_shards(_max_shard_bytes(train_shard, paths["train"][0]),
+                                   shuffle_buffer_mb)
   return Parts(train=out["train"], val=out["val"], test=out["test"], part_ids=mine,
-               sizes=sizes, spec=out["train"][0].spec, class_names=train_index.class_names)
+               sizes=sizes, spec=out["train"][0].spec, class_names=train_index.class_names,
+               shard_sizes=shard_sizes, window_shards=window)

@@ -1,4 +1,4 @@
-"""tf.data input pipelines over in-memory feature sets.
+"""tf.data input pipelines over feature sets, in memory or streamed from the shards.
 
 Batches are dicts of numpy arrays:
 
@@ -7,12 +7,15 @@ Batches are dicts of numpy arrays:
   label     i32[b]
   valid     bool[b]       False on examples that only pad the last eval batch
 
-The training order is a function of (seed, step) alone: epoch e visits the
-examples in `permutation(seed, e)`, so a run resumed at step s sees exactly the
-batches an uninterrupted run would have seen from s on.
+The training order is a function of (seed, step) and the parts' shard sizes
+alone (`order.epoch_order`), so a run resumed at step s sees exactly the batches
+an uninterrupted run would have seen from s on. A FeatureSet whose features are
+a `stream.ShardArray` is read a shuffle window at a time (`stream.WindowReader`);
+one in memory is indexed directly: the same batches either way.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from collections.abc import Iterator, Sequence
 
@@ -20,19 +23,19 @@ import numpy as np
 import tensorflow as tf
 
 from videojax import platform
+from videojax.data import stream
 from videojax.data.features import FeatureSet
+from videojax.data.order import epoch_order
 
 Batch = dict[str, np.ndarray]
+# Batches read ahead of the step (config.data.prefetch_batches): a bound on memory, unlike
+# AUTOTUNE's buffer.
+PREFETCH_BATCHES = 4
 
 
 def lengths_to_mask(lengths: np.ndarray, num_frames: int) -> np.ndarray:
   """bool[n, t] with the first lengths[i] entries of row i True."""
   return np.arange(num_frames)[None, :] < np.asarray(lengths)[:, None]
-
-
-def epoch_permutation(num_examples: int, seed: int, epoch: int, part: int = 0) -> np.ndarray:
-  """The order in which epoch `epoch` visits the examples of data part `part`: i64[n]."""
-  return np.random.default_rng([seed, epoch, part]).permutation(num_examples)
 
 
 def _gather(fs: FeatureSet, idx: np.ndarray, valid: np.ndarray) -> Batch:
@@ -52,7 +55,8 @@ def _as_parts(parts: FeatureSet | Sequence[FeatureSet]) -> list[FeatureSet]:
   return [parts] if isinstance(parts, FeatureSet) else list(parts)
 
 
-def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator) -> tf.data.Dataset:
+def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator,
+                   prefetch: int = PREFETCH_BATCHES) -> tf.data.Dataset:
   platform.keep_tensorflow_off_accelerators()  # tf.data must never take them from JAX.
   t, d = fs.num_frames, fs.feature_dim
   signature = {
@@ -62,7 +66,7 @@ def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator) -> tf.data.Datase
       "valid": tf.TensorSpec([batch_size], tf.bool),
   }
   ds = tf.data.Dataset.from_generator(generator, output_signature=signature)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  return ds.prefetch(prefetch)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -78,7 +82,9 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 def train_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int, *, seed: int,
                   start_step: int = 0, epoch_steps: int | None = None,
-                  part_ids: Sequence[int] | None = None) -> Iterator[Batch]:
+                  part_ids: Sequence[int] | None = None,
+                  shard_sizes: Sequence[Sequence[int]] | None = None, window_shards: int = 0,
+                  prefetch: int = PREFETCH_BATCHES) -> Iterator[Batch]:
   """Endless shuffled training batches from `start_step` on (all valid).
 
   With several data parts (one or more per host, see `train.py`), each part
@@ -94,26 +100,51 @@ def train_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int, *, 
     epoch_steps: steps per epoch; default: from the smallest of `parts`; a
       multi-host run passes the value over all hosts' parts.
     part_ids: the global index of each part (default 0, 1, ...).
+    shard_sizes: each part's examples per shard (`parts.Parts.shard_sizes`);
+      default: each part one shard.
+    window_shards: shards per shuffle window (`order.epoch_order`); 0: all.
+    prefetch: batches read ahead.
   """
   parts = _as_parts(parts)
   part_ids = list(range(len(parts))) if part_ids is None else list(part_ids)
+  shard_sizes = [[len(p)] for p in parts] if shard_sizes is None else shard_sizes
+  for p, sizes in zip(parts, shard_sizes, strict=True):
+    if sum(sizes) != len(p):
+      raise ValueError(f"shard sizes {list(sizes)} do not add up to the part's {len(p)} examples")
   spe = epoch_steps or min(steps_per_epoch(len(p), batch_size) for p in parts)
   valid = np.ones(batch_size, bool)
 
   def generate():
     epoch, offset = divmod(start_step, spe)
-    while True:
-      perms = [epoch_permutation(len(p), seed, epoch, q) for p, q in zip(parts, part_ids)]
-      for k in range(offset, spe):
-        yield _concat([_gather(p, perm[k * batch_size:(k + 1) * batch_size], valid)
-                       for p, perm in zip(parts, perms)])
-      epoch, offset = epoch + 1, 0
+    with concurrent.futures.ThreadPoolExecutor(stream.READ_THREADS) as pool:
+      while True:
+        plans = [epoch_order(sizes, seed, epoch, q, window_shards)
+                 for sizes, q in zip(shard_sizes, part_ids)]
+        readers = [_reader(p, order, bounds, pool) for p, (order, bounds) in zip(parts, plans)]
+        for k in range(offset, spe):
+          lo, hi = k * batch_size, (k + 1) * batch_size
+          yield _concat([_batch(p, order[lo:hi], read(lo, hi), valid)
+                         for p, (order, _), read in zip(parts, plans, readers)])
+        epoch, offset = epoch + 1, 0
 
-  return _as_tf_dataset(parts[0], batch_size * len(parts), generate).as_numpy_iterator()
+  return _as_tf_dataset(parts[0], batch_size * len(parts), generate, prefetch).as_numpy_iterator()
+
+
+def _reader(fs: FeatureSet, order: np.ndarray, bounds: np.ndarray, pool):
+  """(lo, hi) -> fs.features[order[lo:hi]]: by window from the shards, or from memory."""
+  if isinstance(fs.features, stream.ShardArray):
+    return stream.WindowReader(fs.features, order, bounds, pool).rows
+  return lambda lo, hi: fs.features[order[lo:hi]]
+
+
+def _batch(fs: FeatureSet, idx: np.ndarray, features: np.ndarray, valid: np.ndarray) -> Batch:
+  return {"features": features, "mask": lengths_to_mask(fs.lengths[idx], fs.num_frames),
+          "label": fs.labels[idx].astype(np.int32), "valid": valid}
 
 
 def eval_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int,
-                 num_batches: int | None = None) -> Iterator[Batch]:
+                 num_batches: int | None = None,
+                 prefetch: int = PREFETCH_BATCHES) -> Iterator[Batch]:
   """One pass in order; batches are padded with examples marked invalid.
 
   Args:
@@ -122,6 +153,7 @@ def eval_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int,
     num_batches: default: enough for the largest of `parts`; a multi-host run
       passes the value over all hosts' parts, so that every process runs the
       same number of steps.
+    prefetch: batches read ahead; parts on disk are read batch by batch, in order.
   """
   parts = _as_parts(parts)
   if num_batches is None:
@@ -132,7 +164,7 @@ def eval_batches(parts: FeatureSet | Sequence[FeatureSet], batch_size: int,
       idx = np.arange(start, start + batch_size)
       yield _concat([_gather(p, np.where(idx < len(p), idx, 0), idx < len(p)) for p in parts])
 
-  return _as_tf_dataset(parts[0], batch_size * len(parts), generate).as_numpy_iterator()
+  return _as_tf_dataset(parts[0], batch_size * len(parts), generate, prefetch).as_numpy_iterator()
 
 
 def num_eval_batches(num_examples: int, batch_size: int) -> int:
