@@ -125,7 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.best_metric = "val_accuracy"
   c.train.best_mode = "max"
   c.train.num_devices = 0           # 0: every device of every host
-  # The recipe (videojax/optim.py, videojax/augment.py): constant, 0.0, 0.0, 1, 0.0, 0.0
+  # The recipe (videojax/optim.py, videojax/augment.py): constant, 0.0, 0.0, 1, 0.0, 0.0, 1
   # switch each part off (configs/keras_cnn_rnn.py does).
   c.train.schedule = "warmup_cosine"  # constant | warmup_cosine (linear warmup, cosine decay to 0)
   c.train.warmup_epochs = 5.0       # warmup_cosine: epochs of linear warmup from 0
@@ -133,6 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.grad_accum_steps = 1      # average k steps' gradients, update every k-th step (1: off)
   c.train.frame_dropout = 0.2       # train only: drop each real frame with this probability
   c.train.temporal_crop = 0.7       # train only: random window of >= this fraction of frames (0: off)
+  c.train.temporal_stride = 1       # train only: every s-th frame of it, s random in [1, this] (1: off)
   c.train.compute_dtype = "float32" # float32 | bfloat16 (model compute; params, optimizer f32)
   c.train.early_stopping_patience = 0  # stop when best_metric has not improved for N epochs (0: off)
 
