@@ -1,4 +1,4 @@
-"""Frame dropout and temporal crops: prefix masks, lengths in bounds, frame order kept,
+"""Frame dropout, temporal crops and strides: prefix masks, lengths in bounds, frame order kept,
 deterministic in the key, on in train_step only."""
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,25 @@ def test_temporal_crop_is_a_contiguous_window_of_at_least_the_fraction(fraction)
     assert len({int(src[j, 0]) for j in range(B)}) > 2
 
 
+def test_temporal_stride_keeps_every_s_th_frame_of_the_window_s_at_most_the_max():
+  x, mask, lengths = _clips()
+  f = jax.jit(lambda x, m, k: augment.augment(x, m, k, temporal_crop=0.5, temporal_stride=3))
+  y, m = f(x, mask, jax.random.key(4))
+  got = _check_prefix_and_origin(y, m, mask)
+  src = np.asarray(y)[..., 1].astype(int) - 1
+  strides = set()
+  for j in range(B):
+    steps = np.diff(src[j, :got[j]])
+    assert len(set(steps)) <= 1 and (steps <= 3).all()  # one stride per clip, <= the max
+    strides.update(steps.tolist())
+  assert strides == {1, 2, 3}
+  assert (got < np.ceil(0.5 * lengths)).any()  # shorter than the crop alone allows
+  # A stride of 1 is the crop alone, the same draws.
+  a = augment.augment(x, mask, jax.random.key(4), temporal_crop=0.5)
+  b = augment.augment(x, mask, jax.random.key(4), temporal_crop=0.5, temporal_stride=1)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
 def test_frame_dropout_drops_about_the_rate_and_never_a_whole_clip():
   x, mask, lengths = _clips()
   y, m = augment.augment(x, mask, jax.random.key(2), frame_dropout=0.5)
@@ -105,7 +124,7 @@ def test_train_step_augments_and_eval_step_does_not():
   mesh = sharding.make_mesh(1)
   s = jax.device_put(state, sharding.replicated(mesh))
   e0 = train.Steps(mesh, 4).eval(s, batch)
-  e1 = train.Steps(mesh, 4, frame_dropout=0.5, temporal_crop=0.5).eval(s, batch)
+  e1 = train.Steps(mesh, 4, frame_dropout=0.5, temporal_crop=0.5, temporal_stride=2).eval(s, batch)
   jax.tree.map(np.testing.assert_array_equal, e0, e1)
 
 

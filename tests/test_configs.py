@@ -23,7 +23,8 @@ VARIANTS = [*((name, None) for name in CONFIGS),
             ("default", "backbone=resnet50,t=32,extract.weights=random-init"),
             ("default", "bilstm_attention"), ("default", "linear_probe"), ("default", "lstm"),
             ("default", "bilstm,t16,model.bilstm.pooling=last"),
-            ("demo", "gru,t8"), ("bilstm_attention", "t16"), ("convlstm", "t10")]
+            ("demo", "gru,t8"), ("bilstm_attention", "t16"), ("convlstm", "t10"),
+            ("ucf101", "transformer")]
 # Sections handed whole to a function as keyword arguments: their keys are its parameters.
 SPLATTED = {"demo_data": synthetic.write_dataset}
 
@@ -95,6 +96,14 @@ def test_bilstm_attention_mirrors_the_issue():
   assert dict(c.model.bilstm_attention) == {
       "width": 1536, "num_layers": 4, "num_heads": 12, "dropout": 0.4}
   assert c.train.label_smoothing == 0.1
+
+
+def test_ucf101_is_split_1_of_the_official_lists_at_its_scale():
+  c = load("ucf101")
+  assert (c.data.layout, c.data.split, c.data.num_frames) == ("ucf101", 1, 25)
+  assert (c.model.name, c.extract.backbone) == ("gru", "efficientnet_lite0")
+  assert c.train.num_epochs < load("default").train.num_epochs
+  assert c.train.early_stopping_patience > 0
 
 
 def test_convlstm_mirrors_the_tutorial_input():

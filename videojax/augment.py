@@ -3,8 +3,10 @@
 Both take a clip's real frames (a prefix mask) and keep some of them, in order,
 re-packed to the left so the mask stays a prefix (the models require it):
 
-  temporal_crop:  a random contiguous window of at least a fraction of the real frames;
-  frame_dropout:  each real frame dropped with a probability, never all of a clip's.
+  temporal_crop:   a random contiguous window of at least a fraction of the real frames;
+  temporal_stride: every s-th of those frames, s uniform in [1, max_stride], at a random
+                   phase (a faster replay of the clip);
+  frame_dropout:   each real frame dropped with a probability, never all of a clip's.
 
 Random numbers are drawn batch-first (shape [b, ...]), so under `Steps`'s
 shard_map with `sharding.rows_of_global_draws` each device gets its rows of the
@@ -35,6 +37,28 @@ def crop_window(mask: jax.Array, min_fraction: float, rng: jax.Array) -> jax.Arr
   start = jnp.floor(u[:, 1] * (length - n + 1)).astype(length.dtype)
   j = jnp.arange(t)[None]
   return (j >= start[:, None]) & (j < (start + n)[:, None])
+
+
+def stride_frames(keep: jax.Array, max_stride: int, rng: jax.Array) -> jax.Array:
+  """bool[b, t]: every s-th True of each row of a contiguous `keep`, s uniform in [1, max_stride].
+
+  The first kept frame is one of the first s of the window (uniform phase, within
+  the window), so a row with frames keeps at least one; empty rows stay empty.
+
+  Args:
+    keep: bool[b, t], True on one contiguous run per row (a prefix or a crop window).
+    max_stride: >= 1; 1 gives `keep` back.
+  """
+  t = keep.shape[1]
+  length = keep.sum(1)
+  first = jnp.argmax(keep, axis=1)
+  u = jax.random.uniform(rng, (keep.shape[0], 2))
+  stride = 1 + jnp.floor(u[:, 0] * max_stride).astype(length.dtype)
+  stride = jnp.minimum(stride, max_stride)
+  phase = jnp.minimum(jnp.floor(u[:, 1] * stride).astype(length.dtype),
+                      jnp.maximum(length - 1, 0))
+  offset = jnp.arange(t)[None] - (first + phase)[:, None]
+  return keep & (offset >= 0) & (offset % stride[:, None] == 0)
 
 
 def drop_frames(mask: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
@@ -68,9 +92,10 @@ def pack(features: jax.Array, keep: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def augment(features: jax.Array, mask: jax.Array, rng: jax.Array, *,
-            frame_dropout: float = 0.0, temporal_crop: float = 0.0,
+            frame_dropout: float = 0.0, temporal_crop: float = 0.0, temporal_stride: int = 1,
             ) -> tuple[jax.Array, jax.Array]:
-  """A temporal crop (if temporal_crop > 0), then frame dropout (if frame_dropout > 0).
+  """A temporal crop (if temporal_crop > 0), a random stride (if temporal_stride > 1),
+  then frame dropout (if frame_dropout > 0).
 
   Args:
     features: f16 or f32[b, t, d].
@@ -78,16 +103,19 @@ def augment(features: jax.Array, mask: jax.Array, rng: jax.Array, *,
     rng: a key; the same key gives the same result.
     frame_dropout: probability of dropping each real frame, in [0, 1).
     temporal_crop: least fraction of the real frames a crop keeps, in (0, 1]; 0: no crop.
+    temporal_stride: largest stride drawn, an int >= 1; 1: every frame.
 
   Returns:
-    features [b, t, d] and their prefix mask bool[b, t]; unchanged when both are 0.
+    features [b, t, d] and their prefix mask bool[b, t]; unchanged when all are off.
   """
-  if not frame_dropout and not temporal_crop:
+  if not frame_dropout and not temporal_crop and temporal_stride <= 1:
     return features, mask
   crop_rng, drop_rng = jax.random.split(rng)
   keep = mask
   if temporal_crop:
     keep = crop_window(keep, temporal_crop, crop_rng)
+  if temporal_stride > 1:  # Its own stream: the crop's and dropout's draws stay as they were.
+    keep = stride_frames(keep, temporal_stride, jax.random.fold_in(rng, 1))
   if frame_dropout:
     keep = drop_frames(keep, frame_dropout, drop_rng)
   return pack(features, keep)

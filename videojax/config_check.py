@@ -241,6 +241,8 @@ def _check_recipe(c: _Checker) -> None:
   optional("train.frame_dropout", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
   optional("train.temporal_crop", lambda v: _is_number(v) and 0 <= v <= 1,
            "0 (off) or the least fraction of a clip's frames kept, in (0, 1]")
+  optional("train.temporal_stride", lambda v: _is_int(v) and v >= 1,
+           "an integer >= 1, the largest random stride (1: off)")
   c.name("train.compute_dtype", COMPUTE_DTYPES, default="float32")
   c.non_negative_int("train.early_stopping_patience", default=0)
 

@@ -24,6 +24,7 @@ SCHEDULES = ("constant", "warmup_cosine")
 # was before they existed, bit for bit (tests/test_recipe.py).
 DEFAULTS = {"schedule": "constant", "warmup_epochs": 0.0, "grad_clip_norm": 0.0,
             "grad_accum_steps": 1, "frame_dropout": 0.0, "temporal_crop": 0.0,
+            "temporal_stride": 1,
             "compute_dtype": "float32", "early_stopping_patience": 0}
 
 

@@ -172,13 +172,13 @@ def create_train_state(config: ml_collections.ConfigDict, num_classes: int, num_
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array,
                label_smoothing: float = 0.0, axis_name: str | None = None,
                frame_dropout: float = 0.0, temporal_crop: float = 0.0,
-               compute_dtype: str = "float32") -> tuple[TrainState, Metrics]:
+               temporal_stride: int = 1, compute_dtype: str = "float32") -> tuple[TrainState, Metrics]:
   """One optimizer step on a batch {features f16[b,t,d], mask bool[b,t], label i32[b]}.
 
   The loss is cross-entropy against one-hot labels smoothed by `label_smoothing`
   (0: plain); eval_step always reports the unsmoothed loss.
 
-  frame_dropout, temporal_crop: temporal augmentation of the batch (`augment.augment`),
+  frame_dropout, temporal_crop, temporal_stride: temporal augmentation of the batch (`augment.augment`),
     drawn from `rng` and the step; 0: off.
   compute_dtype: "float32", or "bfloat16": the model runs on bf16 copies of the
     parameters and inputs; the loss, the gradients, the parameters and the optimizer
@@ -197,12 +197,13 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     false when the loss or a new parameter is NaN/inf (see train_and_evaluate).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
-  if frame_dropout or temporal_crop:
+  if frame_dropout or temporal_crop or temporal_stride > 1:
     augment_rng = jax.random.fold_in(dropout_rng, _AUGMENT_STREAM)
     if axis_name is not None:
       augment_rng = sharding.rows_of_global_draws(augment_rng, axis_name)
     features, mask = augment.augment(batch["features"], batch["mask"], augment_rng,
-                                     frame_dropout=frame_dropout, temporal_crop=temporal_crop)
+                                     frame_dropout=frame_dropout, temporal_crop=temporal_crop,
+                                     temporal_stride=temporal_stride)
     batch = {**batch, "features": features, "mask": mask}
   if axis_name is not None:
     dropout_rng = sharding.rows_of_global_draws(dropout_rng, axis_name)
@@ -283,7 +284,7 @@ class Steps:
   """
 
   def __init__(self, mesh, num_classes: int, label_smoothing: float = 0.0, **train_kwargs):
-    """train_kwargs: train_step's frame_dropout, temporal_crop, compute_dtype."""
+    """train_kwargs: train_step's frame_dropout, temporal_crop, temporal_stride, compute_dtype."""
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.mesh = mesh
     self.train = jax.jit(
@@ -410,7 +411,8 @@ _RESUME_KEYS = ("class_names", "model", "model_kwargs", "feature_spec_hash", "nu
                 "feature_dim", "train_seed", "batch_size", "learning_rate",
                 "normalize_features", "label_smoothing", "num_parts", "schedule",
                 "warmup_epochs", "schedule_num_epochs", "grad_clip_norm", "grad_accum_steps",
-                "frame_dropout", "temporal_crop", "compute_dtype", "feature_norm")
+                "frame_dropout", "temporal_crop", "temporal_stride", "compute_dtype",
+                "feature_norm")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -515,7 +517,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   echo("recipe: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
   mesh = sharding.make_mesh(config.train.num_devices)
   steps = Steps(mesh, num_classes, smoothing, frame_dropout=recipe["frame_dropout"],
-                temporal_crop=recipe["temporal_crop"], compute_dtype=recipe["compute_dtype"])
+                temporal_crop=recipe["temporal_crop"], temporal_stride=recipe["temporal_stride"],
+                compute_dtype=recipe["compute_dtype"])
   repl = sharding.replicated(mesh)
   stats = (feature_statistics(data.train)
            if feature_norm(config) == "standardize" else (None, None))
