@@ -104,10 +104,19 @@ def test_train_script_bad_config(tmp_path):
   _one_error_line(out, "error: 2 bad config value(s): config.model.name='grux': one of gru")
   assert "config.train.batch_size=0: a positive multiple of the" in out.stderr
   assert not work.exists()
-  out = _run("train.py", f"--workdir={work}", "--config.train.batch_size=0", "--debug")
-  assert out.returncode == 1 and "Traceback" in out.stderr
-  assert "ConfigError: 2 bad config value(s): config.data.features_dir=''" in out.stderr
-  assert not work.exists()
+
+
+def test_debug_flag_shows_the_traceback(monkeypatch):
+  """--debug (a script's flag, defined by cli.run) lets a user error raise with its traceback."""
+  from absl import flags
+  monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+  fv = flags.FlagValues()
+  flags.DEFINE_bool("debug", False, "", flag_values=fv)
+  fv(["prog", "--debug"])
+  monkeypatch.setattr(flags, "FLAGS", fv)
+  assert cli.debug_requested()
+  with pytest.raises(ConfigError):
+    cli.call_main(_raise(ConfigError("bad")), ["prog"])
 
 
 def test_extract_script_bad_config_writes_nothing(shared_data, tmp_path):
