@@ -79,6 +79,11 @@ def main(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, echo=pr
   echo(f"\nTotal {time.time() - t0:.0f} s. Checkpoints, metrics.jsonl and TensorBoard logs: "
        f"{workdir}/<model>/; table: {workdir}/results.md")
   clip = ucf101.read_split(f"{workdir}/videos", "test")[0].path
-  python = os.path.relpath(sys.executable)  # The interpreter that ran the demo: .venv/bin/python.
-  echo(f"Try: {python} scripts/predict.py --workdir {workdir}/gru {clip}")
+  # The interpreter that ran the demo and the script, short (.venv/bin/python scripts/...)
+  # from the checkout, absolute from anywhere else.
+  root = pathlib.Path(__file__).resolve().parents[1]
+  here = pathlib.Path.cwd().resolve() == root
+  python = os.path.relpath(sys.executable) if here else sys.executable
+  script = "scripts/predict.py" if here else root / "scripts" / "predict.py"
+  echo(f"Try: {python} {script} --workdir {workdir}/gru {clip}")
   return out
