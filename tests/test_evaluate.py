@@ -313,3 +313,23 @@ def test_script_evaluates_an_ensemble_of_two_models_with_views(runs, loaded, tmp
                                                 ["original", "slower"]).astype(np.float64)
              for m, t in [("meanpool", 6), ("gru", 8)]) / 2
   np.testing.assert_allclose(_probs(tmp_path)["probs"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_streamed_split_evaluates_as_the_split_in_memory(runs, single, loaded, tmp_path,
+                                                          monkeypatch):
+  """Over IN_MEMORY_MAX_BYTES a split stays on disk (a ShardArray read batch by batch):
+  the same probabilities, bit for bit, with and without test-time views."""
+  from videojax.data import parts as parts_lib
+  from videojax.data.stream import ShardArray
+  in_memory = F.subsample_frames(F.load_split(runs["features"], "test"), 6)
+  monkeypatch.setattr(parts_lib, "IN_MEMORY_MAX_BYTES", 0)
+  streamed = F.subsample_frames(parts_lib.load_split(runs["features"], "test"), 6)
+  assert isinstance(streamed.features, ShardArray)
+  assert streamed.video_ids == in_memory.video_ids
+  modes = ["original", "reversed", "faster"]
+  np.testing.assert_array_equal(
+      evaluate_lib.predict_probabilities(loaded["meanpool"], streamed, modes, batch_size=7),
+      evaluate_lib.predict_probabilities(loaded["meanpool"], in_memory, modes, batch_size=7))
+  report = evaluate_lib.evaluate([runs["meanpool"]], tmp_path / "s", batch_size=5, **QUIET)
+  np.testing.assert_array_equal(_probs(tmp_path / "s")["probs"], _probs(single[0])["probs"])
+  assert report["top1_accuracy"] == single[1]["top1_accuracy"]

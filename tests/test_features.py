@@ -153,6 +153,8 @@ def test_a_features_dir_on_a_bucket_reads_and_writes_like_a_local_one(memory_buc
   loaded = parts.load_parts(bucket, num_parts=1, process_index=0, process_count=1,
                             split_validation=lambda idx: (idx, idx.take([])))
   assert len(loaded.test[0]) == 10
+  streamed = parts.load_split(bucket, "test", in_memory=False)  # Rows read from the bucket.
+  np.testing.assert_array_equal(streamed.features[np.arange(10)], loaded.test[0].features)
   assert not (tmp_path / "gs:").exists() and not pathlib.Path("gs:").exists()  # Not local.
   # A damaged shard on the bucket is named and moved aside as on a disk.
   files.path(f"{bucket}/test-00001-of-00002.h5").write_bytes(b"not hdf5")

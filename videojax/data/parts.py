@@ -228,3 +228,22 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
   return Parts(train=out["train"], val=out["val"], test=out["test"], part_ids=mine,
                sizes=sizes, spec=out["train"][0].spec, class_names=train_index.class_names,
                shard_sizes=shard_sizes, window_shards=window)
+
+
+def load_split(features_dir: str | os.PathLike, split: str,
+               in_memory: str | bool = "auto") -> FeatureSet:
+  """Every example of one split (evaluation, TTA, ensembles): its features in memory when
+  they are under IN_MEMORY_MAX_BYTES (or in_memory=True), else a `stream.ShardArray`
+  that reads the rows each batch indexes. Same examples, same order either way.
+
+  Raises:
+    FeatureError: as `features.load_split`.
+  """
+  if in_memory is True:
+    return features_lib.load_split(features_dir, split)
+  index, shard = features_lib.read_index(features_dir, split)
+  paths = features_lib.shard_paths(features_dir, split)
+  if in_memory == "auto" and (
+      not len(index) or _feature_bytes(index, shard, paths, [0], 1) <= IN_MEMORY_MAX_BYTES):
+    return features_lib.load_split(features_dir, split)
+  return _stream_part(features_dir, split, 0, 1, index, shard)

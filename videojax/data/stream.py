@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from videojax import files
 from videojax.data import features as features_lib
 from videojax.data.features import FeatureError
 
@@ -39,7 +40,7 @@ class ShardArray:
 
   def __init__(self, paths: Sequence[str | os.PathLike], shards: np.ndarray, rows: np.ndarray,
                stored_shape: tuple[int, int], stored_lengths: np.ndarray, num_frames: int = 0):
-    self.paths = [pathlib.Path(p) for p in paths]
+    self.paths = [files.path(p) for p in paths]  # Local, or a URL (gs://...).
     self.shards = np.asarray(shards, np.int32)
     self.rows = np.asarray(rows, np.int64)
     self.stored_shape = tuple(stored_shape)

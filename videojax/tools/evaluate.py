@@ -125,7 +125,7 @@ def load_run_features(run: Run, split: str, features_dir: str | os.PathLike | No
   if cache is not None and key in cache:
     fs = cache[key]
   else:
-    fs = features_lib.load_split(directory, split)
+    fs = parts_lib.load_split(directory, split)  # Streamed from the shards when large.
     if cache is not None:
       cache[key] = fs
   where = f"--features_dir {directory}" if features_dir else str(directory)
