@@ -114,10 +114,10 @@ def _load_part(features_dir: str | os.PathLike, split: str, part: int, num_parts
 def _stream_part(features_dir: str | os.PathLike, split: str, part: int, num_parts: int,
                  index: FeatureSet, shard: np.ndarray) -> FeatureSet | None:
   """As `_load_part`, with the features left on disk: a `stream.ShardArray`."""
-  shards = _part_shards(features_dir, split, part, num_parts)
+  all_paths = features_lib.shard_paths(features_dir, split)
+  shards = list(range(part, len(all_paths), num_parts))
   if not shards:
     return None
-  all_paths = features_lib.shard_paths(features_dir, split)
   paths = [all_paths[j] for j in shards]
   shape = features_lib.check_shards(paths, index.spec, index.class_names)
   where = np.flatnonzero(np.isin(shard, shards))
@@ -130,18 +130,20 @@ def _stream_part(features_dir: str | os.PathLike, split: str, part: int, num_par
                                                      fs.lengths))
 
 
-def _feature_bytes(index: FeatureSet, shard: np.ndarray, paths: list, mine: list[int],
-                   num_parts: int) -> int:
-  """The feature bytes of this process's shards of a split (from the first shard's shape)."""
-  with features_lib.open_shard(paths[0]) as f:
+def _clip_bytes(path) -> int:
+  """The float16 feature bytes of one clip of the shard at `path` (t * d * 2)."""
+  with features_lib.open_shard(path) as f:
     t, d = f["features"].shape[1:]
-  return int(np.isin(shard % num_parts, mine).sum()) * t * d * 2
+  return t * d * 2
+
+
+def _feature_bytes(shard: np.ndarray, paths: list, mine: list[int], num_parts: int) -> int:
+  """The feature bytes of this process's shards of a split (from the first shard's shape)."""
+  return int(np.isin(shard % num_parts, mine).sum()) * _clip_bytes(paths[0])
 
 
 def _max_shard_bytes(shard: np.ndarray, path) -> int:
-  with features_lib.open_shard(path) as f:
-    t, d = f["features"].shape[1:]
-  return int(np.bincount(shard).max()) * t * d * 2
+  return int(np.bincount(shard).max()) * _clip_bytes(path)
 
 
 def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index: int,
@@ -198,9 +200,8 @@ def load_parts(features_dir: str | os.PathLike, *, num_parts: int, process_index
   # the bound holds for the run (a 1 GB test split in memory beside a streamed train split
   # would add its 1 GB to the RSS).
   streamed = in_memory is False or (in_memory == "auto" and sum(
-      _feature_bytes(index, shard, paths[split], mine, num_parts)
-      for split, index, shard in (("train", train_index, train_shard),
-                                  ("test", test_index, test_shard))) > IN_MEMORY_MAX_BYTES)
+      _feature_bytes(shard, paths[split], mine, num_parts)
+      for split, shard in (("train", train_shard), ("test", test_shard))) > IN_MEMORY_MAX_BYTES)
   stream = {"train": streamed, "test": streamed}
 
   def load(split, q, index, shard):
@@ -244,6 +245,6 @@ def load_split(features_dir: str | os.PathLike, split: str,
   index, shard = features_lib.read_index(features_dir, split)
   paths = features_lib.shard_paths(features_dir, split)
   if in_memory == "auto" and (
-      not len(index) or _feature_bytes(index, shard, paths, [0], 1) <= IN_MEMORY_MAX_BYTES):
+      not len(index) or _feature_bytes(shard, paths, [0], 1) <= IN_MEMORY_MAX_BYTES):
     return features_lib.load_split(features_dir, split)
   return _stream_part(features_dir, split, 0, 1, index, shard)
