@@ -245,9 +245,12 @@ _TORCH_LEAVES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias',
                  'mean': 'running_mean', 'var': 'running_var'}
 
 
-def _abstract(module: InceptionV3) -> dict:
+@functools.cache
+def _abstract(cls: type[InceptionV3]) -> dict:
+  """Shapes of the 'params' and 'batch_stats' of `cls`: they depend on the
+  architecture only (not on pooling, dtype or the input size), so trace once."""
   x = jax.ShapeDtypeStruct((1, MIN_SIZE, MIN_SIZE, 3), jnp.float32)
-  abstract = jax.eval_shape(module.init, jax.random.key(0), x)
+  abstract = jax.eval_shape(cls().init, jax.random.key(0), x)
   return {k: v for k, v in abstract.items() if k != 'layout'}
 
 
@@ -264,8 +267,9 @@ def variables_from_torch(state: dict[str, np.ndarray], module: InceptionV3) -> d
   Raises:
     WeightsError: tensors missing, left over or misshapen, named.
   """
+  abstract = _abstract(type(module))
   tensors, used = {}, set()
-  for keypath, _ in jax.tree_util.tree_flatten_with_path(_abstract(module))[0]:
+  for keypath, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]:
     path = tuple(k.key for k in keypath)
     name = _torch_name(path)
     if name in state:
@@ -274,7 +278,7 @@ def variables_from_torch(state: dict[str, np.ndarray], module: InceptionV3) -> d
       used.add(name)
   unexpected = [k for k in state if k not in used and not k.startswith(('fc.', 'AuxLogits.'))
                 and not k.endswith('num_batches_tracked')]
-  variables = checkpoint_io.fill_variables(_abstract(module), tensors, unexpected, _torch_name)
+  variables = checkpoint_io.fill_variables(abstract, tensors, unexpected, _torch_name)
   return {**variables, 'layout': layout_constants('torch')}
 
 
@@ -301,7 +305,7 @@ def variables_from_keras(layers: dict, module: InceptionV3) -> dict:
       tensors[('params', *path, 'bias')] = (name, w.get('beta', np.zeros(c, np.float32)))
       tensors[('batch_stats', *path, 'mean')] = (name, w['moving_mean'])
       tensors[('batch_stats', *path, 'var')] = (name, w['moving_variance'])
-  variables = checkpoint_io.fill_variables(_abstract(module), tensors, [],
+  variables = checkpoint_io.fill_variables(_abstract(type(module)), tensors, [],
                                            lambda path: '/'.join(path[1:]))
   return {**variables, 'layout': layout_constants('keras')}
 

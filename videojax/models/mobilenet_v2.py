@@ -243,9 +243,12 @@ _TORCH_LEAVES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias',
                  'mean': 'running_mean', 'var': 'running_var'}
 
 
-def _abstract(module: MobileNetV2) -> dict:
-  x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)  # Param shapes ignore the size.
-  abstract = jax.eval_shape(module.init, jax.random.key(0), x)
+@functools.cache
+def _abstract(cls: type[MobileNetV2]) -> dict:
+  """Shapes of the 'params' and 'batch_stats' of `cls`: they depend on the
+  architecture only (not on pooling, dtype or the input size), so trace once."""
+  x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+  abstract = jax.eval_shape(cls().init, jax.random.key(0), x)
   return {k: v for k, v in abstract.items() if k != 'layout'}
 
 
@@ -273,9 +276,10 @@ def variables_from_torch(state: dict[str, np.ndarray], module: MobileNetV2) -> d
   def torch_name(path):
     return f'{prefixes[tuple(path[1:-1])]}.{_TORCH_LEAVES[path[-1]]}'
 
+  abstract = _abstract(type(module))
   tensors, used = {}, set()
-  for path in jax.tree_util.tree_flatten_with_path(_abstract(module))[0]:
-    path = tuple(k.key for k in path[0])
+  for keypath, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    path = tuple(k.key for k in keypath)
     name = torch_name(path)
     if name in state:
       value = np.asarray(state[name], np.float32)
@@ -285,7 +289,7 @@ def variables_from_torch(state: dict[str, np.ndarray], module: MobileNetV2) -> d
       used.add(name)
   unexpected = [k for k in state if k not in used and not k.startswith('classifier.')
                 and not k.endswith('num_batches_tracked')]
-  variables = checkpoint_io.fill_variables(_abstract(module), tensors, unexpected, torch_name)
+  variables = checkpoint_io.fill_variables(abstract, tensors, unexpected, torch_name)
   return {**variables, 'layout': layout_constants(layout)}
 
 
@@ -317,7 +321,7 @@ def variables_from_keras(layers: dict, module: MobileNetV2) -> dict:
       tensors[('batch_stats', *path, 'mean')] = (name, w['moving_mean'])
       tensors[('batch_stats', *path, 'var')] = (
           name, w['moving_variance'] + np.float32(_KERAS_BN_EPS - BN_EPS))
-  variables = checkpoint_io.fill_variables(_abstract(module), tensors, [],
+  variables = checkpoint_io.fill_variables(_abstract(type(module)), tensors, [],
                                            lambda path: '/'.join(path[1:]))
   return {**variables, 'layout': layout_constants('keras')}
 
