@@ -42,7 +42,7 @@ FRAMES_SEED = 7
 
 @pytest.fixture(scope='module')
 def apply_map():
-  """name -> jitted (variables, frames u8) -> the final map, compiled once per backbone."""
+  """(name, variables, frames u8) -> the final map, jitted once per backbone."""
   fns = {}
 
   def run(name, variables, frames):
@@ -109,6 +109,10 @@ def goldens():
   return {k: (v, data[k]) for k, v in meta.items() if k != 'versions'}
 
 
+# cpu_kernels=True (depthwise convs as shifted sums, as extraction runs on CPU) matches
+# too (7e-5 against timm and Keras), but another MobileNetV2 compile costs 4 s; the
+# shifted conv's padding is checked in test_padding_and_pools_follow_the_layout, the
+# shifted sums in test_efficientnet.
 @pytest.mark.parametrize('ref, name', [
     ('torchvision_mobilenet_v2', 'mobilenet_v2'),
     ('timm_mobilenetv2_100', 'mobilenet_v2'),
@@ -151,20 +155,28 @@ def test_loader_errors_name_the_tensors(goldens, keras_files, tmp_path):
 
 
 def test_padding_and_pools_follow_the_layout():
-  """The shared pieces the ports add: shifted depthwise conv with explicit or
-  pre-padded input, the TF/PyTorch stride-2 padding switch, and the two pools."""
+  """The pieces the ports add: the TF / PyTorch stride-2 padding switch, the shifted
+  depthwise conv on pre-padded input (what cpu_kernels runs) and the two average pools."""
   rng = np.random.default_rng(0)
-  x = rng.standard_normal((1, 6, 7, 4)).astype(np.float32)
+  x = rng.standard_normal((1, 6, 7, 4)).astype(np.float32)  # Height even, width odd.
   kernel = rng.standard_normal((3, 3, 1, 4)).astype(np.float32)
+  ones = np.ones((1, 3, 4, 1), np.float32)
 
   def conv(inp, pads):
     return jax.lax.conv_general_dilated(inp, kernel, (2, 2), pads, feature_group_count=4,
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  for tf, pads in ((1, ((0, 1), (1, 1))), (0, ((1, 1), (1, 1)))):  # Height even, width odd.
-    padded = M.pad_stride2(x, np.int32(tf))
-    np.testing.assert_allclose(conv(padded, 'VALID'), conv(x, pads), atol=1e-5)
-    np.testing.assert_allclose(depthwise.shifted_depthwise_conv(padded, kernel, 2, 'VALID'),
-                               conv(x, pads), atol=1e-5)
-  ones = np.ones((1, 3, 4, 1), np.float32)
-  np.testing.assert_allclose(I.avg_pool_3x3(ones, np.int32(1)), ones)  # TF: only inside.
-  assert I.avg_pool_3x3(ones, np.int32(0))[0, 0, 0, 0] == pytest.approx(4 / 9)  # PyTorch.
+
+  @jax.jit  # One program: eagerly, each op would compile on its own.
+  def outputs():
+    out = []
+    for tf, pads in ((1, ((0, 1), (1, 1))), (0, ((1, 1), (1, 1)))):
+      padded = M.pad_stride2(x, np.int32(tf))
+      out += [conv(x, pads), conv(padded, 'VALID'),
+              depthwise.shifted_depthwise_conv(padded, kernel, 2, 'VALID')]
+    return out, I.avg_pool_3x3(ones, np.int32(1)), I.avg_pool_3x3(ones, np.int32(0))
+  convs, tf_pool, torch_pool = outputs()
+  for i in (0, 3):
+    np.testing.assert_allclose(convs[i + 1], convs[i], atol=1e-5)
+    np.testing.assert_allclose(convs[i + 2], convs[i], atol=1e-5)
+  np.testing.assert_allclose(tf_pool, ones)  # TF: the mean of the pixels inside.
+  assert torch_pool[0, 0, 0, 0] == pytest.approx(4 / 9)  # PyTorch: padding counts.

@@ -255,7 +255,8 @@ def fill_variables(abstract: dict, tensors: dict[tuple[str, ...], tuple[str, np.
       continue
     name, value = tensors[path]
     if tuple(value.shape) != tuple(spec.shape):
-      bad.append(f'{name} has shape {tuple(value.shape)}, the model needs {tuple(spec.shape)}')
+      bad.append(f'{name} has shape {tuple(value.shape)}, the model needs {tuple(spec.shape)} '
+                 '(in Flax layout: kernels f32[kh, kw, i, o])')
       continue
     flat[path] = np.asarray(value, spec.dtype)
   problems = []
