@@ -239,7 +239,7 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
 
 def load_backbone_variables(name: str, module: nn.Module, weights: str, *,
                             seed: int = 0, image_size: int | None = None) -> dict:
-  """Variables {'params', 'batch_stats'} for backbone `module` called `name`.
+  """Variables {'params', 'batch_stats'} (+ 'layout', see BackboneSpec) for backbone `name`.
 
   `weights` is as in `backbone_weights_path`; 'random-init' draws them from
   `seed`, initialising on frames of side `image_size` (default: the spec's).
