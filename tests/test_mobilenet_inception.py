@@ -67,6 +67,24 @@ def _check_poolings(name, fmap, want):
       name, 'grid', 2))
 
 
+def _keras2_style(skeleton):
+  """The skeleton of a Keras 3 model.save('x.h5') as Keras 2's save_weights wrote it."""
+  def weight(name):  # 'block_1_depthwise/kernel' -> 'block_1_depthwise/depthwise_kernel:0'
+    layer, var = name.rsplit('/', 1)
+    if var == 'kernel' and layer.endswith('depthwise'):
+      var = 'depthwise_kernel'
+    return f'{layer}/{var}:0'
+
+  def group(name):
+    return name.removeprefix('model_weights').lstrip('/') or '/'
+
+  attrs = {group(g): {k: [weight(w) for w in v] if k == 'weight_names' else v
+                      for k, v in a.items()} for g, a in skeleton['attrs'].items()}
+  datasets = [['/'.join([d.split('/')[1], weight(d.split('/', 2)[2])]), i]
+              for d, i in skeleton['datasets']]
+  return {'attrs': attrs, 'datasets': datasets}
+
+
 @pytest.fixture(scope='module')
 def keras_files(tmp_path_factory):
   """name -> ({format: path}, Keras's pooled features f32[2, d]): the files Keras
@@ -82,7 +100,13 @@ def keras_files(tmp_path_factory):
     for fmt, skeleton in m['files'].items():
       files[fmt] = tmp / f'{name}.{fmt}'
       write_keras_h5(files[fmt], skeleton, m['seed'], m['variables'])
-    if 'h5' in files:  # Keras 3's .keras: a zip holding the .weights.h5 (and the config).
+    if 'h5' in files:
+      # The keras.applications downloads were written by Keras 2 save_weights: layer
+      # groups at the root, weights named 'Conv1/kernel:0', 'depthwise_kernel:0'.
+      files['keras2.h5'] = tmp / f'{name}.keras2.h5'
+      write_keras_h5(files['keras2.h5'], _keras2_style(m['files']['h5']), m['seed'],
+                     m['variables'])
+      # Keras 3's .keras: a zip holding the .weights.h5 (and the config, not read).
       files['keras'] = tmp / f'{name}.keras'
       with zipfile.ZipFile(files['keras'], 'w') as z:
         z.write(files['weights.h5'], 'model.weights.h5')

@@ -110,7 +110,7 @@ class MBConv(nn.Module):
     expand: expansion ratio e (no expand conv when 1).
     out: output channels.
     dtype: compute dtype.
-    depthwise: 'conv' (nn.Conv, grouped) or 'shifted' (`shifted_depthwise_conv`,
+    depthwise: 'conv' (nn.Conv, grouped) or 'shifted' (`depthwise.shifted_depthwise_conv`,
       the faster on CPU); the same params either way.
   """
   kernel: int
