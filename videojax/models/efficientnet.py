@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videojax.models import checkpoint_io
+from videojax.models.depthwise import DEPTHWISE, depthwise_conv
 from videojax.models.frames import rgb_float32
 from videojax.models.pooling import POOLINGS, pool
 
@@ -100,57 +101,6 @@ def block_args(width: float, depth: float) -> list[tuple[int, int, int, int, int
   return blocks
 
 
-DEPTHWISE = ('conv', 'shifted')
-
-
-def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
-  """'SAME' padding (before, after) of one axis, as XLA pads it."""
-  out = -(-size // s)
-  total = max((out - 1) * s + k - size, 0)
-  return total // 2, total - total // 2
-
-
-def shifted_depthwise_conv(x: jax.Array, kernel: jax.Array, strides: int) -> jax.Array:
-  """Depthwise 'SAME' convolution as a sum of k^2 shifted, scaled copies of x.
-
-  The same function as `nn.Conv(c, (k, k), s, feature_group_count=c)` with this
-  kernel, up to float rounding. XLA fuses the sum into one loop; on CPU that ran
-  EfficientNet-Lite0 4.5-5.7x faster than XLA's grouped convolution (BENCHMARKS.md).
-
-  Args:
-    x: f32[n, h, w, c].
-    kernel: f32[k, k, 1, c], one k x k filter per channel.
-    strides: s.
-
-  Returns:
-    f32[n, ceil(h / s), ceil(w / s), c].
-  """
-  k = kernel.shape[0]
-  (t, b), (l, r) = _same_pads(x.shape[1], k, strides), _same_pads(x.shape[2], k, strides)
-  out_h, out_w = -(-x.shape[1] // strides), -(-x.shape[2] // strides)
-  x = jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-  acc = 0
-  for i in range(k):
-    for j in range(k):
-      acc = acc + kernel[i, j, 0] * x[:, i:i + (out_h - 1) * strides + 1:strides,
-                                      j:j + (out_w - 1) * strides + 1:strides, :]
-  return acc
-
-
-class ShiftedDepthwiseConv(nn.Module):
-  """`shifted_depthwise_conv` with the params of the `nn.Conv` it stands for."""
-  kernel_size: int
-  strides: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), c]."""
-    k, c = self.kernel_size, x.shape[-1]
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32)
-    return shifted_depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.strides)
-
-
 class MBConv(nn.Module):
   """Inverted residual: 1x1 expand, kxk depthwise, 1x1 project (+ identity).
 
@@ -160,7 +110,7 @@ class MBConv(nn.Module):
     expand: expansion ratio e (no expand conv when 1).
     out: output channels.
     dtype: compute dtype.
-    depthwise: 'conv' (nn.Conv, grouped) or 'shifted' (`shifted_depthwise_conv`,
+    depthwise: 'conv' (nn.Conv, grouped) or 'shifted' (`depthwise.shifted_depthwise_conv`,
       the faster on CPU); the same params either way.
   """
   kernel: int
@@ -180,12 +130,8 @@ class MBConv(nn.Module):
     y = x
     if self.expand != 1:
       y = nn.relu6(norm(name='bn0')(conv(c * self.expand, name='expand_conv')(y)))
-    if self.depthwise == 'shifted':  # The same kernel param, applied as shifted sums.
-      y = ShiftedDepthwiseConv(self.kernel, self.strides, self.dtype, name='depthwise_conv')(y)
-    else:
-      y = nn.Conv(y.shape[-1], (self.kernel, self.kernel), (self.strides, self.strides),
-                  padding='SAME', feature_group_count=y.shape[-1], use_bias=False,
-                  dtype=self.dtype, name='depthwise_conv')(y)
+    y = depthwise_conv(self.depthwise, y.shape[-1], self.kernel, self.strides,
+                       dtype=self.dtype, name='depthwise_conv')(y)
     y = nn.relu6(norm(name='bn1')(y))
     y = norm(name='bn2')(conv(self.out, name='project_conv')(y))
     if self.strides == 1 and c == self.out:
