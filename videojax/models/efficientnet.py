@@ -694,12 +694,30 @@ def _keras_input(arch: Arch, model) -> dict[str, np.ndarray]:
           'input_std': np.asarray(255 * std, np.float32)}
 
 
+def variables_from_keras_model(model, module: EfficientNet) -> dict:
+  """Variables for `module` from a built keras.applications model of its arch
+  (`ARCHS[module.arch].keras`, include_top=False), with its input scaling.
+
+  Raises:
+    WeightsError: a weight missing or of the wrong shape, named
+      ('layer/weight').
+  """
+  arch = ARCHS[module.arch]
+  state = {f'{layer.name}/{v.name}': np.asarray(v.numpy())
+           for layer in model.layers for v in layer.weights}
+  variables, _ = _fill(module, state, functools.partial(_keras_name, arch), _keras_to_flax,
+                       _keras_input(arch, model))
+  return variables
+
+
 def efficientnet_from_keras(path: str | pathlib.Path, module: EfficientNet) -> dict:
   """Variables for `module` from a Keras weights file (keras.applications layout).
 
   Reads `.h5` (Keras 2, e.g. efficientnetb0_notop.h5), `.weights.h5` and
   `.keras` by building `keras.applications.<arch.keras>(weights=None,
-  include_top=False)` and loading the file into it (Keras checks the layout).
+  include_top=False)` and loading the file into it: Keras 3 names a
+  `.weights.h5`'s groups by position, not by layer, so only Keras can tell
+  which tensor is which.
 
   Raises:
     WeightsError: a file Keras cannot load into that model, or a tensor of
@@ -714,11 +732,7 @@ def efficientnet_from_keras(path: str | pathlib.Path, module: EfficientNet) -> d
     raise checkpoint_io.WeightsError(
         f'Keras could not load it into keras.applications.{arch.keras}'
         f'(include_top=False): {e}') from e
-  state = {f'{layer.name}/{v.name}': np.asarray(v.numpy())
-           for layer in model.layers for v in layer.weights}
-  variables, _ = _fill(module, state, functools.partial(_keras_name, arch), _keras_to_flax,
-                       _keras_input(arch, model))
-  return variables
+  return variables_from_keras_model(model, module)
 
 
 KERAS_SUFFIXES = ('.h5', '.hdf5', '.keras')
