@@ -672,26 +672,39 @@ def efficientnet_from_torch(state: dict[str, np.ndarray], module: EfficientNet) 
 _KERAS_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _keras_input(arch: Arch, model) -> dict[str, np.ndarray]:
+def _keras_input(arch: Arch, normalization: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
   """The input scaling of a Keras EfficientNet, as its own layers compute it.
 
-  B0's Normalization layer holds mean m and variance v from the file and
+  B0's Normalization layer holds mean m and variance v (`normalization`) and
   computes (x / 255 - m) / max(sqrt(v), 1e-7). Keras' ImageNet file stores
   the standard deviations as v (tensorflow issue 49930), so
   keras.applications adds Rescaling(1 / sqrt(std)) when weights='imagenet':
   we do the same when v is those numbers, giving (x / 255 - m) / std. V2-S
   has no Normalization, only Rescaling(1 / 128, offset=-1) (`Arch.inputs`).
   """
-  layers = [l for l in model.layers if type(l).__name__ == 'Normalization']
-  if not layers:
+  if normalization is None:
     return _input_constants(arch, 'keras')
-  w = {v.name: np.asarray(v.numpy(), np.float64) for v in layers[0].weights}
-  mean, var = np.broadcast_to(w['mean'], 3), np.broadcast_to(w['variance'], 3)
+  mean = np.broadcast_to(np.asarray(normalization['mean'], np.float64).ravel(), 3)
+  var = np.broadcast_to(np.asarray(normalization['variance'], np.float64).ravel(), 3)
   std = np.maximum(np.sqrt(var), 1e-7)
   if np.allclose(var, _KERAS_IMAGENET_STD, rtol=0, atol=1e-6):
     std = std * np.sqrt(_KERAS_IMAGENET_STD)
   return {'input_mean': np.asarray(255 * mean, np.float32),
           'input_std': np.asarray(255 * std, np.float32)}
+
+
+def _from_keras_state(state: dict[str, np.ndarray], module: EfficientNet) -> dict:
+  """Variables from {'layer/weight': array} of a keras.applications EfficientNet."""
+  arch = ARCHS[module.arch]
+  norm = sorted(k.split('/')[0] for k in state if k.endswith('/variance'))
+  normalization = None
+  if norm:  # B0's Normalization layer ('normalization', or with a suffix).
+    normalization = {w: state[f'{norm[0]}/{w}'] for w in ('mean', 'variance')}
+  variables, used = _fill(module, state, functools.partial(_keras_name, arch), _keras_to_flax,
+                          _keras_input(arch, normalization))
+  ignored = {k for k in state if k.startswith((*norm, 'predictions/'))}
+  _refuse_extra(state, used, ignored, f'weights of another Keras model than {arch.keras}?')
+  return variables
 
 
 def variables_from_keras_model(model, module: EfficientNet) -> dict:
@@ -702,28 +715,57 @@ def variables_from_keras_model(model, module: EfficientNet) -> dict:
     WeightsError: a weight missing or of the wrong shape, named
       ('layer/weight').
   """
-  arch = ARCHS[module.arch]
-  state = {f'{layer.name}/{v.name}': np.asarray(v.numpy())
-           for layer in model.layers for v in layer.weights}
-  variables, _ = _fill(module, state, functools.partial(_keras_name, arch), _keras_to_flax,
-                       _keras_input(arch, model))
-  return variables
+  return _from_keras_state({f'{layer.name}/{v.name}': np.asarray(v.numpy())
+                            for layer in model.layers for v in layer.weights}, module)
+
+
+def _read_keras2_h5(path: pathlib.Path) -> dict[str, np.ndarray]:
+  """{'layer/weight': array} of a Keras 2 weights `.h5` (keras.applications' `*_notop.h5`).
+
+  Those files name every weight ('stem_conv/kernel:0') under its layer's group,
+  so they are read with h5py alone, without building the model in Keras.
+  """
+  import h5py  # pylint: disable=g-import-not-at-top
+  state = {}
+  with h5py.File(path, 'r') as f:
+    group = f['model_weights'] if 'model_weights' in f else f  # A whole-model .h5.
+    for layer in group.attrs['layer_names']:
+      layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+      for weight in group[layer].attrs['weight_names']:
+        weight = weight.decode() if isinstance(weight, bytes) else str(weight)
+        leaf = weight.split('/')[-1].removesuffix(':0')
+        leaf = {'depthwise_kernel': 'kernel'}.get(leaf, leaf)  # Keras 2's DepthwiseConv2D.
+        state[f'{layer}/{leaf}'] = np.asarray(group[layer][weight])
+  return state
+
+
+def _is_keras2_h5(path: pathlib.Path) -> bool:
+  import h5py  # pylint: disable=g-import-not-at-top
+  try:
+    with h5py.File(path, 'r') as f:
+      group = f['model_weights'] if 'model_weights' in f else f
+      return 'layer_names' in group.attrs
+  except OSError as e:
+    raise checkpoint_io.WeightsError(f'not an HDF5 file ({e})') from e
 
 
 def efficientnet_from_keras(path: str | pathlib.Path, module: EfficientNet) -> dict:
   """Variables for `module` from a Keras weights file (keras.applications layout).
 
-  Reads `.h5` (Keras 2, e.g. efficientnetb0_notop.h5), `.weights.h5` and
-  `.keras` by building `keras.applications.<arch.keras>(weights=None,
-  include_top=False)` and loading the file into it: Keras 3 names a
-  `.weights.h5`'s groups by position, not by layer, so only Keras can tell
-  which tensor is which.
+  A Keras 2 `.h5` (keras.applications' efficientnetb0_notop.h5,
+  efficientnetv2-s_notop.h5) is read by layer and weight name with h5py. Keras
+  3 names a `.weights.h5`'s groups by position, not by layer, so those and
+  `.keras` files are loaded into `keras.applications.<arch.keras>(weights=None,
+  include_top=False)` by Keras itself.
 
   Raises:
-    WeightsError: a file Keras cannot load into that model, or a tensor of
+    WeightsError: a file that is not such weights, or a tensor missing or of
       the wrong shape, named.
   """
-  import keras  # pylint: disable=g-import-not-at-top  (slow; only for Keras files)
+  path = pathlib.Path(path)
+  if path.suffix != '.keras' and not path.name.endswith('.weights.h5') and _is_keras2_h5(path):
+    return _from_keras_state(_read_keras2_h5(path), module)
+  import keras  # pylint: disable=g-import-not-at-top  (slow; only for Keras 3 files)
   arch = ARCHS[module.arch]
   model = getattr(keras.applications, arch.keras)(weights=None, include_top=False)
   try:
