@@ -367,6 +367,8 @@ ARCHS = {
         stages=tuple(('mb', *stage, 0.25) for stage in _STAGES),
         stem=32, head=1280, activation='swish',
         inputs={'lukemelas': (IMAGENET_MEAN, IMAGENET_STD),
+                # tf_efficientnet_b0 .in1k, .aa_in1k, .ns_jft_in1k; .ap_in1k (AdvProp)
+                # was trained on [-1, 1] and cannot be told apart by its keys.
                 'timm': (IMAGENET_MEAN, IMAGENET_STD),
                 # What keras.applications.EfficientNetB0(weights='imagenet')
                 # computes; see `_keras_input`.
