@@ -43,6 +43,7 @@ class BackboneSpec:
     cpu_options: module keywords that run it faster on a CPU backend, the same
       function up to float rounding; `create_backbone(..., cpu_kernels=True)`
       applies them (the caller decides: `platform.cpu_kernels()`).
+    weight_files: the files `load_weights` reads, for messages.
   """
   module: Callable[..., nn.Module]
   preprocess: Callable[[jax.Array], jax.Array]
@@ -51,6 +52,7 @@ class BackboneSpec:
   load_weights: Callable[[pathlib.Path, nn.Module], dict]
   packaged_weights: Callable[[], pathlib.Path] | None = None
   cpu_options: tuple[tuple[str, object], ...] = ()
+  weight_files: str = 'a torchvision or timm checkpoint (.pth or .safetensors)'
 
 
 def _resnet(sizes: tuple[int, ...], block: type[nn.Module]) -> BackboneSpec:
@@ -77,7 +79,9 @@ def _efficientnet_tf(arch: str, image_size: int) -> BackboneSpec:
       module=functools.partial(efficientnet.EfficientNet, arch=arch),
       preprocess=efficientnet.preprocess_rgb, width=efficientnet.ARCHS[arch].head,
       image_size=image_size, load_weights=efficientnet.load_efficientnet_weights,
-      cpu_options=(('depthwise', 'shifted'),))
+      cpu_options=(('depthwise', 'shifted'),),
+      weight_files=('a Keras file (.h5, .weights.h5, .keras) or a lukemelas or timm tf_ '
+                    'checkpoint (.pth or .safetensors)'))
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -216,16 +220,15 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
       return spec.packaged_weights()
     shipped = ', '.join(n for n, s in BACKBONES.items() if s.packaged_weights is not None)
     raise ValueError(
-        f'no ImageNet weights ship for {name}: set config.extract.weights to a '
-        f'torchvision or timm checkpoint (.pth or .safetensors) you downloaded, '
-        f'or use {shipped}, or random-init')
+        f'no ImageNet weights ship for {name}: set config.extract.weights to '
+        f'{spec.weight_files} you downloaded, or use {shipped}, or random-init')
   if urllib.parse.urlparse(weights).scheme in ('http', 'https', 'file'):
     return checkpoint_io.fetch(weights)
   path = pathlib.Path(weights).expanduser()
   if not path.is_file():
     raise FileNotFoundError(
         f'config.extract.weights={weights!r}: no such file (accepted: imagenet, '
-        'random-init or a .pth / .safetensors path)')
+        f'random-init or the path of {spec.weight_files})')
   return path
 
 
