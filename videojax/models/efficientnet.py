@@ -343,6 +343,7 @@ class Arch:
       weights; the first is the default (random init). A Keras file's own
       Normalization layer, where it has one, overrides 'keras'.
     keras: the `keras.applications` class that reads Keras weight files.
+    keras_dwconv: its name for an MBConv's depthwise conv (V2: 'dwconv2').
   """
   stages: tuple[tuple[str, int, int, int, int, int, int, float], ...]
   stem: int
@@ -350,6 +351,7 @@ class Arch:
   activation: str
   inputs: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
   keras: str
+  keras_dwconv: str = 'dwconv'
 
   def blocks(self) -> list[tuple[int, int, str, int, int, int, int, int, float]]:
     """(stage, index in stage, kind, kernel, stride, expand, in, out, se_ratio) per block."""
@@ -383,7 +385,7 @@ ARCHS = {
         # Keras: Rescaling(1/128, offset=-1); timm: mean = std = 0.5.
         inputs={'keras': ((128.0,) * 3, (128.0,) * 3),
                 'timm': ((127.5,) * 3, (127.5,) * 3)},
-        keras='EfficientNetV2S'),
+        keras='EfficientNetV2S', keras_dwconv='dwconv2'),
 }
 
 
@@ -594,7 +596,7 @@ _TIMM_BLOCK = {
 
 
 def _timm_name(arch: Arch, path: tuple[str, ...]) -> str:
-  """('blocks_3', 'bn1', 'mean') -> 'blocks.1.1.bn2.running_mean' (timm's EfficientNet)."""
+  """B0's ('blocks_3', 'bn1', 'mean') -> 'blocks.2.0.bn2.running_mean' (timm's EfficientNet)."""
   leaf = _TORCH_LEAF[path[-1]]
   if not path[0].startswith('blocks_'):
     top = {'conv_stem': 'conv_stem', 'bn0': 'bn1', 'conv_head': 'conv_head', 'bn1': 'bn2'}
@@ -606,7 +608,7 @@ def _timm_name(arch: Arch, path: tuple[str, ...]) -> str:
 
 
 def _keras_name(arch: Arch, path: tuple[str, ...]) -> str:
-  """('blocks_3', 'bn1', 'mean') -> 'block2b_bn/moving_mean' (keras.applications)."""
+  """B0's ('blocks_3', 'bn1', 'mean') -> 'block3a_bn/moving_mean' (keras.applications)."""
   if not path[0].startswith('blocks_'):
     top = {'conv_stem': 'stem_conv', 'bn0': 'stem_bn', 'conv_head': 'top_conv', 'bn1': 'top_bn'}
     return f'{top[path[0]]}/{_KERAS_LEAF[path[-1]]}'
@@ -614,9 +616,7 @@ def _keras_name(arch: Arch, path: tuple[str, ...]) -> str:
   part = path[1]
   leaf = path[-1] if part.startswith('se_') else _KERAS_LEAF[path[-1]]  # SE convs: biases.
   part = {'bn0': 'expand_bn', 'bn1': 'bn', 'bn2': 'project_bn',
-          # V2's MBConv names its depthwise conv dwconv2.
-          'depthwise_conv': 'dwconv2' if arch.keras.startswith('EfficientNetV2') else 'dwconv',
-          }.get(part, part)
+          'depthwise_conv': arch.keras_dwconv}.get(part, part)
   return f'block{stage + 1}{chr(ord("a") + j)}_{part}/{leaf}'
 
 
