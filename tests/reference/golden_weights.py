@@ -19,11 +19,11 @@ KERAS_ROLES = {'gamma': 'weight', 'beta': 'bias', 'moving_mean': 'running_mean',
 
 
 def golden_tensor(seed: int, index: int, name: str, shape: tuple[int, ...],
-                  dtype: str, keras: bool = False) -> np.ndarray:
+                  dtype: str, keras: bool = False, gain: float = 2.0) -> np.ndarray:
   """Tensor `index` of a state dict, from np.random.default_rng([seed, index]).
 
-  Conv / linear weights ~ N(0, 2 / fan_in) (activations stay O(1) through the
-  net); BatchNorm weight 1 + N(0, 0.1^2) (up to 0.3 apart), bias and running
+  Conv / linear weights ~ N(0, gain / fan_in) (activations stay O(1) through
+  the net; the EfficientNet goldens take gain 1 for swish); BatchNorm weight 1 + N(0, 0.1^2) (up to 0.3 apart), bias and running
   mean N(0, 0.1^2), running var U(0.5, 1.5) (positive); integer tensors
   (num_batches_tracked) 0. `keras`: `name` ends in a Keras variable name
   (gamma, moving_variance, ...) and kernels are f32[kh, kw, i, o] (depthwise
@@ -40,7 +40,7 @@ def golden_tensor(seed: int, index: int, name: str, shape: tuple[int, ...],
   if name.endswith('running_var'):
     x = rng.uniform(0.5, 1.5, shape)
   elif len(shape) >= 2:
-    x = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+    x = rng.normal(0.0, np.sqrt(gain / fan_in), shape)
   elif name.endswith('weight'):
     x = 1.0 + rng.normal(0.0, 0.1, shape)
   else:
@@ -54,7 +54,8 @@ def golden_state(seed: int, keys: list[tuple[str, tuple[int, ...], str]]) -> dic
           for i, (name, shape, dtype) in enumerate(keys)}
 
 
-def write_keras_h5(path, skeleton: dict, seed: int, variables: list) -> None:
+def write_keras_h5(path, skeleton: dict, seed: int, variables: list, gain: float = 2.0,
+                   fixed: dict | None = None) -> None:
   """Writes a Keras HDF5 file from a skeleton make_keras_goldens.py recorded.
 
   Args:
@@ -63,13 +64,20 @@ def write_keras_h5(path, skeleton: dict, seed: int, variables: list) -> None:
       (layer_names, weight_names) and which model variable each dataset holds.
     seed: the weight seed.
     variables: [[keras variable path, shape, dtype]] in `model.weights` order;
-      variable i is golden_tensor(seed, i, path, shape, dtype, keras=True).
+      variable i is golden_tensor(seed, i, path, shape, dtype, True, gain).
+    gain: see `golden_tensor`.
+    fixed: {keras variable path: value} written instead of the drawn tensor
+      (B0's Normalization mean, variance and count).
   """
   import h5py  # pylint: disable=g-import-not-at-top
   with h5py.File(path, 'w') as f:
     for dataset, i in skeleton['datasets']:
       name, shape, dtype = variables[i]
-      f.create_dataset(dataset, data=golden_tensor(seed, i, name, tuple(shape), dtype, True))
+      if fixed and name in fixed:
+        data = np.asarray(fixed[name], dtype).reshape(shape)
+      else:
+        data = golden_tensor(seed, i, name, tuple(shape), dtype, True, gain)
+      f.create_dataset(dataset, data=data)
     for group, attrs in skeleton['attrs'].items():
       g = f.require_group(group) if group != '/' else f
       for k, v in attrs.items():
