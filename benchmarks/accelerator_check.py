@@ -124,7 +124,14 @@ def append_section(path: pathlib.Path, section: str) -> None:
 
 
 def cpu_mesh() -> jax.sharding.Mesh:
-  return jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), (sharding.DATA_AXIS,))
+  """One CPU device, where the reference features are computed."""
+  try:
+    cpu = jax.devices("cpu")[:1]
+  except RuntimeError as e:
+    raise UserError(f"the check needs JAX's CPU backend beside the accelerator, and "
+                    f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r} leaves it out: unset "
+                    "JAX_PLATFORMS or add cpu to it (e.g. cuda,cpu)") from e
+  return jax.sharding.Mesh(np.array(cpu), (sharding.DATA_AXIS,))
 
 
 def check_and_time_backbones(deadline: float, rows: list[str], failures: list[str],

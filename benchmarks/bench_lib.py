@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from videojax import extract, models, sharding, train
+from videojax import extract, models, sharding
 from videojax import platform as platform_lib  # (not the standard library's)
 from videojax.data import video
 
@@ -204,6 +204,9 @@ class JaxRunner(Runner):
   """The project's own jitted train step and train state (config.model.name's model)."""
 
   def __init__(self, config, batch: dict[str, np.ndarray], num_classes: int):
+    # Here: videojax.train loads TensorFlow (tf.data), which the backbone timings never need.
+    from videojax import train
+
     t, d = batch["features"].shape[1:]
     mesh = sharding.make_mesh(config.train.num_devices)
     sharding.check_batch_size(len(batch["label"]), mesh, "--batch")
