@@ -72,6 +72,7 @@ _OUT = flags.DEFINE_string("out", "", "Also write the table to this Markdown fil
 # convolution of a downsampling block), ours v1.5 (stride 2 in the 3x3): the same layers
 # and parameters, about 5 % more multiply-adds for v1.5 at 224 px (the MAC rows show both).
 KERAS_TWINS = {"resnet50": ("ResNet50", "resnet50")}
+_HOST = ["?"]  # bench_lib.machine() as main starts: its load average is the one at the start.
 
 
 def _workers() -> list[int]:
@@ -113,7 +114,7 @@ def _header(precision: str = "fp32") -> list[str]:
       f"`{' '.join([pathlib.Path(sys.argv[0]).name] + sys.argv[1:])}`",
       "",
       f"{_BACKBONE.value} at {_IMAGE_SIZE.value} px, T = {_NUM_FRAMES.value}, avg pooling, "
-      f"{precision}. Machine: {bench_lib.machine()}; {len(jax.devices())} x "
+      f"{precision}. Machine: {_HOST[0]}; {len(jax.devices())} x "
       f"{dev.device_kind}; jax {jax.__version__}, flax {flax.__version__}, Python "
       f"{platform.python_version()}.",
       "",
@@ -302,6 +303,7 @@ def vs_keras():
 
 def main(argv):
   del argv
+  _HOST[0] = bench_lib.machine()
   platform_lib.split_cpu_into_devices()  # As extract_features.py does.
   if _VS_KERAS.value:
     vs_keras()
