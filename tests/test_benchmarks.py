@@ -113,3 +113,11 @@ def test_accelerator_check_errors_are_one_line(tmp_path):
   assert re.match(r"error: tolerance check failed: resnet18 bf16: features differ from the "
                   r"CPU backend's: max abs diff \S+ > 0 ", last), last
   assert "- FAILED: resnet18 bf16" in (tmp_path / "x.md").read_text()
+
+
+def test_bench_extract_vs_keras_refuses_a_backbone_keras_lacks(tmp_path):
+  run = _run("bench_extract.py", "--vs_keras", "--backbone=efficientnet_lite0", cwd=tmp_path)
+  assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+  assert run.stderr.strip().splitlines()[-1] == (
+      "error: --vs_keras: Keras has no twin of 'efficientnet_lite0'; accepted --backbone: "
+      "resnet50"), run.stderr
