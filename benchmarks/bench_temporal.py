@@ -40,8 +40,11 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videojax import cli, sharding, train  # noqa: E402
+from videojax import cli, train  # noqa: E402
 from videojax import platform as platform_lib  # noqa: E402 (not the standard library's)
+
+# This folder's shared helpers (the script's own folder is first on sys.path).
+from bench_lib import JaxRunner, Runner, load_average, machine, make_batch  # noqa: E402
 
 # The repository's default config by absolute path, so that the benchmark runs from any
 # working directory (scripts/ take `configs/...` relative to the repository root).
@@ -77,61 +80,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Data seed.")
 
 KNOWN_MODELS = ("gru", "bilstm_attention")
 KNOWN_REFERENCES = ("keras", "torch")
-
-
-def make_batch(b: int, t: int, d: int, k: int, seed: int) -> dict[str, np.ndarray]:
-  """Random clips as the training pipeline gives them.
-
-  Lengths: half the clips full (t frames), half uniform in [t/4, t]: videos
-  shorter than the sampling window, as the feature pipeline pads them.
-
-  Returns:
-    {features f16[b, t, d], mask bool[b, t], label i32[b], valid bool[b]}.
-  """
-  rng = np.random.default_rng(seed)
-  lengths = np.where(rng.random(b) < 0.5, t, rng.integers(max(1, t // 4), t + 1, b))
-  return {"features": rng.standard_normal((b, t, d)).astype(np.float16),
-          "mask": np.arange(t)[None, :] < lengths[:, None],
-          "label": rng.integers(0, k, b).astype(np.int32),
-          "valid": np.ones(b, bool)}
-
-
-class Runner:
-  """One implementation's train step; `step()` may return before the work ends."""
-  name: str
-  device: str
-  params: int
-
-  def step(self) -> None:
-    raise NotImplementedError
-
-  def sync(self) -> None:
-    """Blocks until every step issued so far has finished."""
-
-
-class JaxRunner(Runner):
-  """The project's own jitted train step and train state."""
-
-  def __init__(self, config, batch: dict[str, np.ndarray], num_classes: int):
-    t, d = batch["features"].shape[1:]
-    mesh = sharding.make_mesh(config.train.num_devices)
-    sharding.check_batch_size(len(batch["label"]), mesh, "--batch")
-    repl = sharding.replicated(mesh)
-    self.steps = train.Steps(mesh, num_classes)
-    self.state = jax.device_put(train.create_train_state(config, num_classes, t, d), repl)
-    self.rng = jax.device_put(jax.random.fold_in(jax.random.key(config.train.seed), 1), repl)
-    self.batch = sharding.put_batch(batch, mesh)
-    self.metrics = None
-    self.name = "ours (jax)"
-    devices = mesh.devices.flatten()
-    self.device = f"{devices[0].platform} x{len(devices)}"
-    self.params = sum(x.size for x in jax.tree.leaves(self.state.params))
-
-  def step(self):
-    self.state, self.metrics = self.steps.train(self.state, self.batch, self.rng)
-
-  def sync(self):
-    jax.block_until_ready((self.state, self.metrics))
 
 
 # --- Keras 3 -----------------------------------------------------------------
@@ -431,23 +379,6 @@ def versions(references: list[str]) -> str:
     import torch
     out.append(f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads)")
   return ", ".join(out)
-
-
-def load_average() -> str:
-  """1, 5 and 15 minute load averages: other jobs' CPU use skews CPU timings."""
-  return ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-
-
-def machine() -> str:
-  cpu = platform.processor() or "?"
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return (f"{platform.platform()}; {cpu}; {os.cpu_count()} CPUs ({usable} usable); "
-          f"load average {load_average()} at start")
 
 
 def header(config, batch: dict[str, np.ndarray], references: list[str]) -> list[str]:

@@ -1,12 +1,16 @@
-"""benchmarks/: each benchmark's imports resolve, and bench_temporal runs from any directory."""
+"""benchmarks/: each benchmark's imports resolve, bench_temporal runs from any directory, and
+accelerator_check's dry run writes its section."""
 import ast
+import datetime
 import importlib
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
+import jax
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +43,8 @@ def videojax_imports_resolve(path: pathlib.Path) -> list[str]:
   return found
 
 
-@pytest.mark.parametrize("script", ["bench_extract.py", "bench_temporal.py", "profile_step.py"])
+@pytest.mark.parametrize("script", ["bench_extract.py", "bench_temporal.py", "profile_step.py",
+                                    "accelerator_check.py"])
 def test_benchmark_imports_resolve_and_it_runs_through_cli(script):
   text = (BENCHMARKS / script).read_text()
   assert "videojax.cli" in videojax_imports_resolve(BENCHMARKS / script)
@@ -64,3 +69,55 @@ def test_bench_temporal_runs_from_another_directory(tmp_path):
   table = (tmp_path / "table.md").read_text()
   assert "| gru | 4 | 8 | ours (jax) | cpu x2 |" in table, table
   assert "gru t=4 d=8: no reference to compare with" in table, table
+
+
+ACCELERATOR_SECTION = "## Accelerator readiness (`benchmarks/accelerator_check.py`)"
+
+
+def test_accelerator_check_dry_run_appends_a_checked_section(tmp_path):
+  """The whole check on the CPU, tiny sizes: CPU check, timings, a section added in place."""
+  out = tmp_path / "BENCH.md"
+  out.write_text(f"# Benchmarks\n\n{ACCELERATOR_SECTION}\n\nIntro.\n\n## Later\n\nText.\n")
+  run = _run("accelerator_check.py", "--dry_run", f"--out={out}", "--backbones=resnet18",
+             "--models=meanpool", cwd=tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  text = out.read_text()
+  assert text.startswith(f"# Benchmarks\n\n{ACCELERATOR_SECTION}\n\nIntro.\n\n### ")
+  assert text.endswith("\n\n## Later\n\nText.\n"), text  # Inserted at its section's end.
+  head = re.search(r"^### (\d{4}-\d\d-\d\d) \d\d:\d\d UTC: (\d+) x cpu \(cpu, dry run\), "
+                   r"jax (\S+), commit (\S+)$", text, re.M)
+  assert head, text
+  assert head[1] == datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+  assert head[3] == jax.__version__ and re.fullmatch(r"[0-9a-f]{7,}(\+changes)?|\?", head[4])
+  for precision in ("bf16", "f32"):
+    assert re.search(rf"^\| resnet18 {precision} \| 32 px, batch \d+, model only \| [\d,.]+ "
+                     r"frames/s \| max abs diff \S+ <= \S+ \(\S+ x max abs \S+\): ok \|$",
+                     text, re.M), text
+  assert re.search(r"^\| meanpool train step \| b 8, t 4, d 16, [\d,]+ params \| [\d,]+ "
+                   r"examples/s \(.*first step .* s\) \| \|$", text, re.M), text
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCH.md"]  # No temp file left.
+
+
+def test_accelerator_check_errors_are_one_line(tmp_path):
+  """No accelerator outside --dry_run; a failed tolerance check exits 1 and names it."""
+  run = _run("accelerator_check.py", f"--out={tmp_path / 'x.md'}", cwd=tmp_path)
+  assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+  assert run.stderr.strip().splitlines()[-1].startswith("error: no accelerator found"), run.stderr
+  assert "pip install -e '.[cuda12]'" in run.stderr and not (tmp_path / "x.md").exists()
+
+  run = _run("accelerator_check.py", "--dry_run", f"--out={tmp_path / 'x.md'}",
+             "--backbones=resnet18", "--precisions=bf16", "--models=", "--bf16_tol=0",
+             cwd=tmp_path)
+  assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+  last = run.stderr.strip().splitlines()[-1]
+  assert re.match(r"error: tolerance check failed: resnet18 bf16: features differ from the "
+                  r"CPU backend's: max abs diff \S+ > 0 ", last), last
+  assert "- FAILED: resnet18 bf16" in (tmp_path / "x.md").read_text()
+
+
+def test_bench_extract_vs_keras_refuses_a_backbone_keras_lacks(tmp_path):
+  run = _run("bench_extract.py", "--vs_keras", "--backbone=efficientnet_lite0", cwd=tmp_path)
+  assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+  assert run.stderr.strip().splitlines()[-1] == (
+      "error: --vs_keras: Keras has no twin of 'efficientnet_lite0'; accepted --backbone: "
+      "resnet50"), run.stderr
