@@ -20,6 +20,7 @@ import zipfile
 
 import numpy as np
 
+from videojax.models import checkpoint_io
 from videojax.models.checkpoint_io import WeightsError
 
 KINDS = ('conv', 'depthwise', 'bn')
@@ -162,3 +163,21 @@ def match_in_order(layers: dict[str, list[Layer]], wanted: dict[str, list[str]]
                     f'{", ".join(name for name, _ in other[:5])} (a classifier? use '
                     'include_top=False weights)')
   return matched, problems
+
+
+def load(path, module, from_keras, from_torch) -> dict:
+  """Variables for `module` from a Keras file (`from_keras(read_layers(path), module)`)
+  or a torchvision / timm state dict (`from_torch(state, module)`), by the file's name.
+
+  Raises:
+    FileNotFoundError: no such file.
+    WeightsError: a file that does not fit; the message names the file first.
+  """
+  try:
+    if is_keras_file(path):
+      return from_keras(read_layers(path), module)
+    return from_torch(checkpoint_io.load_state_dict(path), module)
+  except WeightsError as e:
+    if str(e).startswith(str(path)):
+      raise
+    raise WeightsError(f'{path}: {e}') from None

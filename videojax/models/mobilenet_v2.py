@@ -336,11 +336,4 @@ def load_weights(path: str | pathlib.Path, module: MobileNetV2) -> dict:
     FileNotFoundError: no such file.
     WeightsError: a file that does not fit; the message names the file first.
   """
-  try:
-    if keras_weights.is_keras_file(path):
-      return variables_from_keras(keras_weights.read_layers(path), module)
-    return variables_from_torch(checkpoint_io.load_state_dict(path), module)
-  except checkpoint_io.WeightsError as e:
-    if str(e).startswith(str(path)):
-      raise
-    raise checkpoint_io.WeightsError(f'{path}: {e}') from None
+  return keras_weights.load(path, module, variables_from_keras, variables_from_torch)
