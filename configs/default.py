@@ -10,8 +10,9 @@ The head is a GRU over per-frame ImageNet EfficientNet-Lite0 features (1280-d, i
 installs with videojax), 20 frames sampled uniformly over each clip, masked for shorter
 clips; features are standardised per dimension with train-split statistics
 (train.feature_norm) and the best epoch is chosen on a validation split held out by
-group. Widths of 0 are scaled to the feature dimension d (videojax/models/widths.py:
-2^round(log2(d/8)) in [32, 256], 128 for Lite0). The recipe (AdamW, linear warmup then
+group (the same groups for every train.seed: data.val_seed). Widths of 0 are scaled
+to the feature dimension d (videojax/models/widths.py: 2^round(log2(d/8)) in
+[32, 256], 128 for Lite0). The recipe (AdamW, linear warmup then
 cosine decay, gradient clipping, label smoothing, frame dropout and temporal crops) was
 tuned on weizmann4's validation split (4 classes, 40 training clips): there the old
 default GRU(16) -> GRU(8) head (configs/keras_cnn_rnn.py, the Keras CNN-RNN example)
@@ -51,6 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.num_frames = 20
   c.data.val_fraction = 0.2    # of the training groups (gNN), held out to pick the best epoch
   c.data.val_list = ""         # or a file of training video_ids (one a line) to hold out instead
+  c.data.val_seed = 0          # which groups are held out: fixed, so train.seed varies training only
   # Data parts: shard j goes to part j % num_parts; each process reads its own parts, and
   # a step takes batch_size / num_parts examples of each. The batches depend on num_parts,
   # not on the process count: 0 means one part per process.
@@ -128,6 +130,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.label_smoothing = 0.1     # weight spread uniformly over the classes in the loss
   # Per-frame feature normalisation (videojax/normalization.py): standardize (each dim with
   # train-split statistics) | l2 (unit-norm frames) | power (signed sqrt, then l2) | none.
+  # On weizmann4 power lifted mean-pooling and the linear probe more than the temporal
+  # models (README, Results); the demo's sparse grid features need it (configs/demo.py).
   c.train.feature_norm = "standardize"
   c.train.seed = 0
   c.train.checkpoint_every_steps = 0  # also save mid-epoch (latest only; 0: at epoch ends)

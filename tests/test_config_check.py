@@ -22,7 +22,8 @@ def test_every_bad_key_is_listed_in_one_message():
   bad_train = {"train.batch_size": 0, "eval.batch_size": 0, "train.num_epochs": 0,
                "model.name": "grux", "train.learning_rate": float("inf"),
                "train.weight_decay": -0.1, "train.label_smoothing": 1.0,
-               "data.val_fraction": 1.0, "train.checkpoint_every_steps": -1}
+               "data.val_fraction": 1.0, "train.checkpoint_every_steps": -1,
+               "data.val_seed": -1}
   bad_extract = {"extract.backbone": "foo", "extract.pooling": "max",
                  "extract.crop": "top", "extract.image_size": 0, "extract.grid_size": 0,
                  "extract.shard_size": 0, "extract.num_workers": 0, "extract.batch_size": 0}

@@ -171,3 +171,20 @@ def test_training_holds_out_the_val_list(tmp_path, no_group_features):
   results, lines, _ = _train(tmp_path, "run", **{"data.val_list": str(listed)})
   assert results["num_val"] == 3 and results["num_train"] == 15
   assert not [m for m in lines if "have no group" in m]
+
+
+def test_the_held_out_groups_follow_val_seed_not_the_run_seed(tmp_path, monkeypatch):
+  """Seeds of an ablation vary training, not its data: train.seed leaves the split alone."""
+  ids, labels = _near_duplicates(sources=8, clips=1)
+  _shard(tmp_path, "train", ids, labels, groups=[_source(v) for v in ids])
+  taken = []
+  monkeypatch.setattr(train.parts_lib, "load_parts",
+                      lambda *a, split_validation, **k: taken.append(split_validation))
+  c = _config(tmp_path)
+  held = {}
+  for run_seed, val_seed in [(0, 0), (1, 0), (0, 3)]:
+    c.train.seed, c.data.val_seed = run_seed, val_seed
+    train.load_data(c)
+    held[run_seed, val_seed] = taken[-1](_index(tmp_path))[1].video_ids
+  assert held[0, 0] == held[1, 0]
+  assert held[0, 0] != held[0, 3]  # val_seed does pick the groups

@@ -160,6 +160,8 @@ def _check_train(c: _Checker) -> None:
   c.path_set("data.features_dir")
   c.positive_int("data.num_frames")
   c.check("data.val_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)")
+  if not (_is_int(c.get("data.val_seed", 0)) and c.get("data.val_seed", 0) >= 0):
+    c.bad("data.val_seed", c.get("data.val_seed"), "an integer >= 0")
   val_list = c.get("data.val_list", "")
   if val_list and not (isinstance(val_list, str) and os.path.isfile(val_list)
                        and os.access(val_list, os.R_OK)):

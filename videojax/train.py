@@ -466,7 +466,7 @@ def load_data(config: ml_collections.ConfigDict, echo=print) -> parts_lib.Parts:
           str(config.data.get("in_memory", "auto")).lower(), "auto"),
       shuffle_buffer_mb=config.data.get("shuffle_buffer_mb", 0),
       split_validation=functools.partial(split_validation, fraction=config.data.val_fraction,
-                                         seed=config.train.seed,
+                                         seed=config.data.get("val_seed", 0),
                                          val_list=config.data.get("val_list", ""), echo=echo))
 
 
