@@ -63,31 +63,6 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
 
 
 
-# Threefry-2x32 (Salmon et al., SC 2011): rotations by block of four rounds, key parity.
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-_PARITY = np.uint32(0x1BD11BDA)
-
-
-def _threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array,
-                  x2: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """JAX's `threefry2x32` hash (20 rounds), written out: the same bits.
-
-  k1, k2: u32[] key words; x1, x2: u32[n] counters -> (y1, y2) u32[n]. JAX lowers its
-  primitive on CPU as a loop over the five blocks of rounds, one pass over memory
-  each; written out, XLA fuses the 20 rounds into one elementwise kernel (GPU and TPU
-  lowerings unroll already). Only the step's dropout and augmentation draws use it.
-  """
-  keys = (k1, k2, k1 ^ k2 ^ _PARITY)
-  x1, x2 = x1 + keys[0], x2 + keys[1]
-  for block in range(5):
-    for r in _ROTATIONS[block % 2]:
-      x1 = x1 + x2
-      x2 = ((x2 << np.uint32(r)) | (x2 >> np.uint32(32 - r))) ^ x1
-    x1 = x1 + keys[(block + 1) % 3]
-    x2 = x2 + keys[(block + 2) % 3] + np.uint32(block + 1)
-  return x1, x2
-
-
 @functools.cache
 def _rows_impl(axis_name: str):
   """A PRNG impl whose draws, inside shard_map over `axis_name`, are each device's rows
@@ -115,7 +90,7 @@ def _rows_impl(axis_name: str):
     i = jax.lax.iota(jnp.uint32, size)
     counts_lo = i + start_lo
     counts_hi = start_hi + (counts_lo < i).astype(jnp.uint32)
-    bits1, bits2 = _threefry2x32(key[0], key[1], counts_hi, counts_lo)
+    bits1, bits2 = jex_random.threefry2x32_p.bind(key[0], key[1], counts_hi, counts_lo)
     bits = bits1 ^ bits2
     if bit_width != 32:
       bits = bits.astype({8: jnp.uint8, 16: jnp.uint16}[bit_width])
