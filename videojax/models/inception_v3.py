@@ -294,17 +294,7 @@ def variables_from_keras(layers: dict, module: InceptionV3) -> dict:
   matched, problems = keras_weights.match_in_order(layers, wanted)
   if problems:
     raise checkpoint_io.WeightsError('; '.join(problems))
-  tensors = {}
-  for ours, (name, w) in matched.items():
-    path = tuple(ours.split('/'))
-    if 'kernel' in w:
-      tensors[('params', *path, 'kernel')] = (name, w['kernel'])
-    else:
-      c = w['moving_mean'].shape
-      tensors[('params', *path, 'scale')] = (name, w.get('gamma', np.ones(c, np.float32)))
-      tensors[('params', *path, 'bias')] = (name, w.get('beta', np.zeros(c, np.float32)))
-      tensors[('batch_stats', *path, 'mean')] = (name, w['moving_mean'])
-      tensors[('batch_stats', *path, 'var')] = (name, w['moving_variance'])
+  tensors = keras_weights.conv_bn_tensors(matched)
   variables = checkpoint_io.fill_variables(_abstract(type(module)), tensors, [],
                                            lambda path: '/'.join(path[1:]))
   return {**variables, 'layout': layout_constants('keras')}

@@ -181,3 +181,28 @@ def load(path, module, from_keras, from_torch) -> dict:
     if str(e).startswith(str(path)):
       raise
     raise WeightsError(f'{path}: {e}') from None
+
+
+def conv_bn_tensors(matched: dict, var_offset: float = 0.0) -> dict:
+  """`checkpoint_io.fill_variables` tensors from `match_in_order`'s {our path: (layer, weights)}.
+
+  A conv layer gives params/<path>/kernel (a depthwise kernel [k, k, c, 1] turned to Flax's
+  [k, k, 1, c]); a BatchNorm layer params scale and bias (1 and 0 where Keras has no gamma /
+  beta) and batch_stats mean and var, var + `var_offset` (to fold another BN epsilon in).
+  """
+  tensors = {}
+  for ours, (name, w) in matched.items():
+    path = tuple(ours.split('/'))
+    if 'depthwise_kernel' in w:
+      tensors[('params', *path, 'kernel')] = (name, w['depthwise_kernel'].transpose(0, 1, 3, 2))
+    elif 'kernel' in w:
+      tensors[('params', *path, 'kernel')] = (name, w['kernel'])
+    else:
+      c = w['moving_mean'].shape
+      tensors[('params', *path, 'scale')] = (name, w.get('gamma', np.ones(c, np.float32)))
+      tensors[('params', *path, 'bias')] = (name, w.get('beta', np.zeros(c, np.float32)))
+      tensors[('batch_stats', *path, 'mean')] = (name, w['moving_mean'])
+      var = w['moving_variance']
+      tensors[('batch_stats', *path, 'var')] = (
+          name, var + np.float32(var_offset) if var_offset else var)
+  return tensors

@@ -307,20 +307,7 @@ def variables_from_keras(layers: dict, module: MobileNetV2) -> dict:
   matched, problems = keras_weights.match_in_order(layers, wanted)
   if problems:
     raise checkpoint_io.WeightsError('; '.join(problems))
-  tensors = {}
-  for ours, (name, w) in matched.items():
-    path = tuple(ours.split('/'))
-    if 'depthwise_kernel' in w:  # [k, k, c, 1] -> [k, k, 1, c]
-      tensors[('params', *path, 'kernel')] = (name, w['depthwise_kernel'].transpose(0, 1, 3, 2))
-    elif 'kernel' in w:
-      tensors[('params', *path, 'kernel')] = (name, w['kernel'])
-    else:
-      c = w['moving_mean'].shape
-      tensors[('params', *path, 'scale')] = (name, w.get('gamma', np.ones(c, np.float32)))
-      tensors[('params', *path, 'bias')] = (name, w.get('beta', np.zeros(c, np.float32)))
-      tensors[('batch_stats', *path, 'mean')] = (name, w['moving_mean'])
-      tensors[('batch_stats', *path, 'var')] = (
-          name, w['moving_variance'] + np.float32(_KERAS_BN_EPS - BN_EPS))
+  tensors = keras_weights.conv_bn_tensors(matched, var_offset=_KERAS_BN_EPS - BN_EPS)
   variables = checkpoint_io.fill_variables(_abstract(type(module)), tensors, [],
                                            lambda path: '/'.join(path[1:]))
   return {**variables, 'layout': layout_constants('keras')}
