@@ -3,7 +3,8 @@
 Shared by the backbones built of depthwise-separable blocks (EfficientNet-Lite,
 MobileNetV2). Both forms hold the same `kernel` param, f32[k, k, 1, c], the
 layout of `nn.Conv(c, (k, k), feature_group_count=c)`, so weights load into
-either; `'shifted'` runs several times faster on CPU (BENCHMARKS.md).
+either; `'shifted'` runs several times faster on CPU (BENCHMARKS.md). And
+`pad_stride2`: a stride-2 conv's padding as TF or PyTorch does it, chosen by data.
 """
 
 from typing import Any
@@ -23,6 +24,31 @@ def same_pads(size: int, k: int, s: int) -> tuple[int, int]:
   out = -(-size // s)
   total = max((out - 1) * s + k - size, 0)
   return total // 2, total - total // 2
+
+
+def pad_stride2(x: jax.Array, tf_padding: jax.Array, kernel: int = 3) -> jax.Array:
+  """Pads x for a k x k (k odd) stride-2 'VALID' conv, as TF (tf_padding=1) or PyTorch (0).
+
+  On an even side TF pads (k // 2 - 1, k // 2) and PyTorch (k // 2, k // 2),
+  whose last row is never read; on an odd side both pad (k // 2, k // 2). So
+  this pads (k // 2, k // 2 + 1) and cuts a window that starts at tf_padding:
+  the shapes are static and the choice is data (the loader's, in the
+  backbone's `layout` variables). Stride-1 convs pad alike in TF and PyTorch.
+
+  Args:
+    x: f32[n, h, w, c].
+    tf_padding: i32[], 1 or 0.
+    kernel: k.
+
+  Returns:
+    f32[n, h + 2 (k // 2), w + 2 (k // 2), c].
+  """
+  p = kernel // 2
+  extra = [1 - size % 2 for size in x.shape[1:3]]  # 1 on even sides.
+  x = jnp.pad(x, ((0, 0), (p, p + extra[0]), (p, p + extra[1]), (0, 0)))
+  start = (0, tf_padding * extra[0], tf_padding * extra[1], 0)
+  return jax.lax.dynamic_slice(x, start, (x.shape[0], x.shape[1] - extra[0],
+                                          x.shape[2] - extra[1], x.shape[3]))
 
 
 def shifted_depthwise_conv(x: jax.Array, kernel: jax.Array, strides: int,

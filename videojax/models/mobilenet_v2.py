@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videojax.models import checkpoint_io, keras_weights
-from videojax.models.depthwise import DEPTHWISE, depthwise_conv
+from videojax.models.depthwise import DEPTHWISE, depthwise_conv, pad_stride2
 from videojax.models.frames import rgb_float32
 from videojax.models.pooling import POOLINGS, pool
 
@@ -85,27 +85,6 @@ def preprocess(frames: jax.Array) -> jax.Array:
 def block_args() -> list[tuple[int, int, int]]:
   """(expansion, out channels, stride) of the 17 inverted residual blocks."""
   return [(t, c, s if j == 0 else 1) for t, c, n, s in _STAGES for j in range(n)]
-
-
-def pad_stride2(x: jax.Array, tf_padding: jax.Array) -> jax.Array:
-  """Pads x for a 3x3 stride-2 'VALID' conv, as TF (tf_padding=1) or PyTorch (0).
-
-  On an even side TF pads (0, 1) and PyTorch (1, 1); on an odd side both pad
-  (1, 1). Pads (1, 2) and cuts a window that starts at tf_padding, so the
-  shapes are static and the choice is data: the loader's.
-
-  Args:
-    x: f32[n, h, w, c].
-    tf_padding: i32[], 1 or 0.
-
-  Returns:
-    f32[n, h + 2, w + 2, c].
-  """
-  extra = [1 - size % 2 for size in x.shape[1:3]]  # 1 on even sides.
-  x = jnp.pad(x, ((0, 0), (1, 1 + extra[0]), (1, 1 + extra[1]), (0, 0)))
-  start = (0, tf_padding * extra[0], tf_padding * extra[1], 0)
-  return jax.lax.dynamic_slice(x, start, (x.shape[0], x.shape[1] - extra[0],
-                                          x.shape[2] - extra[1], x.shape[3]))
 
 
 class InvertedResidual(nn.Module):
