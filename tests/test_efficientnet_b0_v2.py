@@ -14,6 +14,9 @@ statistics (identity BN would hide mapping bugs):
   `tf_efficientnetv2_s`, whose features tests/data/efficientnet_timm_goldens.json
   recorded (timm does not import beside this venv's torch; see
   tests/reference/make_torch_goldens_efficientnet.py).
+- The PyTorch-padded ones (.safetensors): timm's own `efficientnet_b0` (BN eps 1e-5)
+  and torchvision's `efficientnet_b0` (eps 1e-5) and `efficientnet_v2_s` (eps 1e-3),
+  recorded by the same script in tests/data/efficientnet_torch_goldens.json.gz.
 
 All at 64 px with one compiled program per architecture, to keep these tests cheap.
 """
@@ -40,11 +43,12 @@ from golden_weights import write_keras_h5  # noqa: E402
 
 KERAS_GOLDENS = HERE / 'data' / 'keras_goldens_efficientnet.npz'
 KERAS_FRAMES_SEED = 2
-GOLDEN = json.loads((HERE / 'data' / 'efficientnet_timm_goldens.json').read_text())
 _spec = importlib.util.spec_from_file_location(
     'make_goldens', HERE / 'reference' / 'make_torch_goldens_efficientnet.py')
 golden_lib = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(golden_lib)
+GOLDEN = golden_lib.read(HERE / 'data' / 'efficientnet_timm_goldens.json')
+TORCH_GOLDEN = golden_lib.read(HERE / 'data' / 'efficientnet_torch_goldens.json.gz')
 
 NAMES = {'b0': 'efficientnet_b0', 'v2_s': 'efficientnetv2_s'}
 # fp32 on CPU, other conv algorithms and summation orders; features reach ~0.5 (B0) and
@@ -193,14 +197,51 @@ def test_timm_layout_matches_timm_golden(arch, timm_name, apply, tmp_path):
   golden = GOLDEN['models'][timm_name]
   path = tmp_path / f'{timm_name}.safetensors'
   save_file(golden_lib.fill(golden['keys'], GOLDEN['seed'], golden['gain']), str(path))
-  variables = models.load_backbone_variables(NAMES[arch], apply[arch][0], str(path))
+  variables = models.load_backbone_variables(NAMES[arch], apply[arch][0], str(path),
+                                             layout='timm_tf')
   # timm feeds (x / 255 - mean) / std with its pretrained_cfg's numbers.
   np.testing.assert_allclose(variables['layout']['input_mean'],
                              255 * np.array(golden['mean']), rtol=1e-6)
+  assert variables['layout']['tf_padding'] == 1
   got = _features(apply, arch, variables, golden_lib.frames())
   want = np.array(golden['features'])
   np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
   assert np.abs(want[0] - want[1]).max() > 100 * ATOL  # the two frames' features differ
+
+
+# ------------------------------------------- PyTorch padding: timm, torchvision
+
+
+@pytest.mark.parametrize('arch, ref, layout', [
+    ('b0', 'efficientnet_b0', 'timm'),  # timm's keys: the user says which.
+    ('b0', 'torchvision_efficientnet_b0', ''),  # torchvision's keys tell.
+    ('v2_s', 'torchvision_efficientnet_v2_s', '')])
+def test_pytorch_padded_layouts_match_golden(arch, ref, layout, apply, tmp_path):
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  golden = TORCH_GOLDEN['models'][ref]
+  path = tmp_path / f'{ref}.safetensors'
+  save_file(golden_lib.fill(golden['keys'], TORCH_GOLDEN['seed'], golden['gain']), str(path))
+  variables = models.load_backbone_variables(NAMES[arch], apply[arch][0], str(path),
+                                             layout=layout)
+  np.testing.assert_allclose(variables['layout']['input_std'],
+                             255 * np.array(golden['std']), rtol=1e-6)
+  assert variables['layout']['tf_padding'] == 0
+  frames = golden_lib.frames()
+  got = _features(apply, arch, variables, frames)
+  want = np.array(golden['features'])
+  # Measured 6.6e-7 (B0, both files; features up to 1.3), 9.3e-7 (V2-S, up to 2.2).
+  np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+  assert np.abs(want[0] - want[1]).max() > 100 * ATOL  # the two frames' features differ
+  # TF padding instead moves the features by 0.41 (B0) and 0.21 (V2-S); B0's variances
+  # left at the file's eps 1e-5 under the port's 1e-3 by 0.014.
+  tf_padded = {**variables, 'layout': {**variables['layout'], 'tf_padding': np.int32(1)}}
+  assert np.abs(_features(apply, arch, tf_padded, frames) - want).max() > 100 * ATOL
+  if golden['bn_eps'] != [1e-3]:  # The file's variances as they are, under eps 1e-3.
+    stats = jax.tree_util.tree_map_with_path(
+        lambda p, a: a + (1e-3 - golden['bn_eps'][0]) if p[-1].key == 'var' else a,
+        variables['batch_stats'])
+    off = np.abs(_features(apply, arch, {**variables, 'batch_stats': stats}, frames) - want)
+    assert off.max() > 10 * ATOL
 
 
 # ---------------------------------------------------------------- the rest
@@ -219,6 +260,11 @@ def test_depthwise_shifted_matches_conv():
   shifted = E.MBConv(5, 2, 6, 24, se_ratio=0.25, activation='swish', depthwise='shifted')
   np.testing.assert_allclose(jax.jit(shifted.apply)(variables, x),
                              jax.jit(block.apply)(variables, x), atol=1e-5, rtol=0)  # 6e-8
+  # PyTorch padding (pad_stride2, tf_padding=0) on an even side, in both paths (the whole
+  # nets' goldens check the 'conv' path against torchvision and timm).
+  x = x[:, :8, :8]
+  np.testing.assert_allclose(jax.jit(shifted.apply)(variables, x, np.int32(0)),
+                             jax.jit(block.apply)(variables, x, np.int32(0)), atol=1e-5, rtol=0)
 
 
 def test_specs():
@@ -241,18 +287,45 @@ def test_missing_and_misshapen_tensors_are_named(apply, tmp_path):
   del missing['blocks.2.1.bn2.running_var']
   with pytest.raises(checkpoint_io.WeightsError,
                      match=r'tensor blocks\.2\.1\.bn2\.running_var is missing'):
-    E.efficientnet_from_torch(missing, module)
+    E.efficientnet_from_torch(missing, module, 'timm_tf')
   misshapen = dict(state)
   misshapen['blocks.3.0.se.conv_reduce.weight'] = state['blocks.3.0.se.conv_reduce.weight'][:-1]
   with pytest.raises(checkpoint_io.WeightsError,
                      match=r'blocks\.3\.0\.se\.conv_reduce\.weight: shape .*needs'):
-    E.efficientnet_from_torch(misshapen, module)
+    E.efficientnet_from_torch(misshapen, module, 'timm')
   extra = {**state, 'blocks.6.1.conv_pw.weight': np.zeros((1,), np.float32)}
   with pytest.raises(checkpoint_io.WeightsError, match=r'do not belong.*blocks\.6\.1\.conv_pw'):
-    E.efficientnet_from_torch(extra, module)
-  with pytest.raises(checkpoint_io.WeightsError, match='torchvision pads convolutions'):
-    E.efficientnet_from_torch({'features.0.0.weight': np.zeros((32, 3, 3, 3))}, module)
+    E.efficientnet_from_torch(extra, module, 'timm_tf')
+  tv = TORCH_GOLDEN['models']['torchvision_efficientnet_b0']
+  tv_state = golden_lib.fill(tv['keys'], 0)
+  del tv_state['features.2.1.block.2.fc1.bias']
+  with pytest.raises(checkpoint_io.WeightsError,
+                     match=r'tensor features\.2\.1\.block\.2\.fc1\.bias is missing'):
+    E.efficientnet_from_torch(tv_state, module)
   path = tmp_path / 'b0.h5'
   path.write_bytes(b'not hdf5')
   with pytest.raises(checkpoint_io.WeightsError, match=r'b0\.h5: not an HDF5 file'):
     E.load_efficientnet_weights(path, module)
+
+
+def test_weights_layout_is_asked_for_where_keys_do_not_tell(apply):
+  """timm's tf_ and own EfficientNets share their keys: the user says which, in one line."""
+  timm_keys = {'conv_stem.weight': np.zeros((32, 3, 3, 3), np.float32)}
+  module = apply['b0'][0]
+  with pytest.raises(checkpoint_io.WeightsError,
+                     match=r'same keys: set extract.weights_layout to timm_tf or timm$'):
+    E.efficientnet_from_torch(timm_keys, module)
+  with pytest.raises(checkpoint_io.WeightsError,
+                     match=r"weights_layout='torchvision' does not fit.*timm's: use timm_tf or"):
+    E.efficientnet_from_torch(timm_keys, module, 'torchvision')
+  with pytest.raises(checkpoint_io.WeightsError,
+                     match=r'no timm EfficientNet v2_s checkpoints exist; use timm_tf or '
+                           r'torchvision weights \(or Keras ones\)'):
+    E.efficientnet_from_torch(timm_keys, apply['v2_s'][0], 'timm')
+  assert models.BACKBONES['efficientnetv2_s'].layouts == ('timm_tf', 'torchvision')
+  with pytest.raises(ValueError, match=r"weights_layout='timm': mobilenet_v2 reads its layout"):
+    models.load_backbone_variables('mobilenet_v2', None, 'random-init', layout='timm')
+  with pytest.raises(ValueError, match=r'efficientnet_b0 takes one of lukemelas, timm_tf, timm'):
+    models.load_backbone_variables('efficientnet_b0', None, 'random-init', layout='tf')
+  with pytest.raises(ValueError, match='unset it for random-init'):
+    models.load_backbone_variables('efficientnet_b0', None, 'random-init', layout='timm')

