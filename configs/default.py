@@ -77,6 +77,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # give a torchvision/timm .pth or .safetensors path; for mobilenet_v2 / inception_v3
   # also a Keras .h5 / .keras file) | random-init | a weights file.
   c.extract.weights = "imagenet"
+  # How a weights file whose keys do not tell was trained: for efficientnet_b0 /
+  # efficientnetv2_s timm files, timm_tf (tf_efficientnet_b0, tf_efficientnetv2_s) or
+  # timm (efficientnet_b0); "" for every other file.
+  c.extract.weights_layout = ""
   c.extract.pooling = "avg"         # avg: f32[d] per frame | grid: grid_size^2 cells, keeps position
   c.extract.grid_size = 2
   c.extract.image_size = 224        # square crop, resized to image_size^2

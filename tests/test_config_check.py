@@ -162,3 +162,25 @@ def test_unknown_stage_is_a_bug():
   with pytest.raises(ValueError, match="stage='eval'"):
     validate(default.get_config(), "eval")
 
+
+
+def test_extract_weights_layout():
+  """Only EfficientNet-B0/V2-S take it, and only with a weights file (timm's tf_ and own
+  EfficientNets share their keys)."""
+  c = default.get_config()
+  c.data.root, c.data.features_dir = "/data/videos", "/data/features"
+  c.extract.backbone, c.extract.weights = "efficientnet_b0", "/m/efficientnet_b0.safetensors"
+  for layout in ("", "timm", "timm_tf", "torchvision"):
+    c.extract.weights_layout = layout
+    validate(c, "extract")
+  c.extract.weights_layout = "tf"
+  with pytest.raises(ConfigError, match=r"^1 bad .*config\.extract\.weights_layout='tf': "
+                     "unset, or for a weights file one of lukemelas, timm_tf, timm, "
+                     "torchvision$"):
+    validate(c, "extract")
+  c.extract.backbone, c.extract.weights_layout = "mobilenet_v2", "timm"
+  with pytest.raises(ConfigError, match="unset: mobilenet_v2 reads its layout from the"):
+    validate(c, "extract")
+  c.extract.backbone, c.extract.weights = "efficientnetv2_s", "random-init"
+  with pytest.raises(ConfigError, match="weights_layout='timm': unset, or for a weights"):
+    validate(c, "extract")

@@ -33,7 +33,8 @@ import jax
 import numpy as np
 import pytest
 
-from videojax import models
+from configs import default
+from videojax import extract, models
 from videojax.models import checkpoint_io, create_backbone
 from videojax.models import efficientnet as E
 
@@ -306,6 +307,24 @@ def test_missing_and_misshapen_tensors_are_named(apply, tmp_path):
   path.write_bytes(b'not hdf5')
   with pytest.raises(checkpoint_io.WeightsError, match=r'b0\.h5: not an HDF5 file'):
     E.load_efficientnet_weights(path, module)
+
+
+def test_extraction_records_the_weights_layout_and_saves_its_padding(tmp_path):
+  """extract.weights_layout reaches the loader, joins the features' spec (so it keys the
+  features), and the padding it picks is saved in backbone.msgpack and read back."""
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  golden = TORCH_GOLDEN['models']['efficientnet_b0']
+  path = tmp_path / 'efficientnet_b0.safetensors'
+  save_file(golden_lib.fill(golden['keys'], TORCH_GOLDEN['seed'], golden['gain']), str(path))
+  c = default.get_config()
+  c.extract.backbone, c.extract.weights, c.extract.image_size = 'efficientnet_b0', str(path), 64
+  unset = extract.extraction_spec(c)
+  c.extract.weights_layout = 'timm'
+  spec = extract.extraction_spec(c)
+  assert 'weights_layout' not in unset and spec == {**unset, 'weights_layout': 'timm'}
+  for _ in range(2):  # Loaded from the file, then read back from backbone.msgpack.
+    _, variables = extract.load_or_init_backbone(spec, tmp_path)
+    assert int(variables['layout']['tf_padding']) == 0
 
 
 def test_weights_layout_is_asked_for_where_keys_do_not_tell(apply):

@@ -138,7 +138,13 @@ def _check_extract(c: _Checker) -> None:
             "extract.frames=pixels stores whole frames and pools nothing; set "
             "config.extract.pooling=avg (its default) or use a backbone's grid features")
   else:
-    c.name("extract.backbone", models.BACKBONE_NAMES)
+    if c.name("extract.backbone", models.BACKBONE_NAMES) and c.get("extract.weights_layout", ""):
+      backbone = c.get("extract.backbone")
+      layouts = models.BACKBONES[backbone].layouts
+      file_given = c.get("extract.weights", "") not in ("imagenet", "random-init")
+      c.check("extract.weights_layout", lambda v: v in layouts and file_given,
+              f"unset, or for a weights file one of {', '.join(layouts)}" if layouts else
+              f"unset: {backbone} reads its layout from the weights file")
     if not c.name("extract.pooling", POOLINGS) and c.problems[-1].startswith(
         "config.extract.pooling="):
       c.problems[-1] += " (for whole feature maps use grid with grid_size = image_size / 32)"

@@ -53,6 +53,8 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
     spec["frames"] = "pixels"
   else:
     spec.update(backbone=e.backbone, weights=e.weights, seed=e.seed, pooling=e.pooling)
+    if e.get("weights_layout", ""):  # Absent when unset: older hashes hold.
+      spec["weights_layout"] = e.weights_layout
   spec.update(num_frames=config.data.num_frames, image_size=e.image_size, split=config.data.split,
               **sources.split_spec(config.data))
   if e.pooling == "grid" and not pixels:
@@ -102,7 +104,8 @@ def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
                                       "features_dir")
     return module, variables
   variables = models.load_backbone_variables(spec["backbone"], module, spec["weights"],
-                                             seed=spec["seed"], image_size=spec["image_size"])
+                                             seed=spec["seed"], image_size=spec["image_size"],
+                                             layout=spec.get("weights_layout", ""))
   data = flax.serialization.msgpack_serialize(variables)
   if files.is_url(path):  # An object is visible whole once written.
     path.write_bytes(data)
