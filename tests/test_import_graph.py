@@ -85,3 +85,13 @@ def test_data_imports_nothing_above_it():
   # No relative imports either (they could reach the same modules unseen by the check).
   assert not [f.name for f in files for n in ast.walk(ast.parse(f.read_text()))
               if isinstance(n, ast.ImportFrom) and n.level]
+
+
+def test_the_scripts_modules_load_tensorflow_only_where_they_use_it():
+  """TensorFlow (3-5 s to load) comes with the first tf.data pipeline or TensorBoard writer,
+  so a script refuses a bad config or flag at once."""
+  code = ("import sys, videojax.train, videojax.extract, videojax.cli, videojax.tools.evaluate, videojax.tools.predict; "
+          "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       timeout=300)
+  assert out.stdout.strip() == "[]", out.stdout + out.stderr

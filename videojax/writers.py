@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import tensorflow as tf
 
 from videojax import platform
 from videojax.checkpoint import DISK_FULL_ERRNOS, disk_full_error
@@ -108,7 +107,9 @@ class MetricWriter:
     if self.enabled:
       self.directory.mkdir(parents=True, exist_ok=True)
       truncate_jsonl(self.directory / "metrics.jsonl", start_step)
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Loads here: see pipeline.
       platform.keep_tensorflow_off_accelerators()  # TensorBoard must not take them from JAX.
+      self._summary = tf.summary
       self._tb = tf.summary.create_file_writer(str(self.directory / "tensorboard"))
       if hparams:
         self.write_hparams(hparams)
@@ -161,7 +162,7 @@ class MetricWriter:
       return
     with self._tb.as_default(step=step):
       for k, v in metrics.items():
-        tf.summary.scalar(k, float(v))
+        self._summary.scalar(k, float(v))
     self._tb.flush()
     if self._wandb is not None:
       self._wandb.write_scalars(step, metrics)

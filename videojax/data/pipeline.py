@@ -18,14 +18,17 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from videojax import platform
 from videojax.data import stream
 from videojax.data.features import FeatureSet
 from videojax.data.order import epoch_order
+
+if TYPE_CHECKING:  # Loaded where a pipeline is built (`_as_tf_dataset`).
+  import tensorflow as tf
 
 Batch = dict[str, np.ndarray]
 # Batches read ahead of the step (config.data.prefetch_batches): a bound on memory, unlike
@@ -57,6 +60,8 @@ def _as_parts(parts: FeatureSet | Sequence[FeatureSet]) -> list[FeatureSet]:
 
 def _as_tf_dataset(fs: FeatureSet, batch_size: int, generator,
                    prefetch: int = PREFETCH_BATCHES) -> tf.data.Dataset:
+  # TensorFlow loads here, not at import: a script fails on a bad config before its 3-5 s.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   platform.keep_tensorflow_off_accelerators()  # tf.data must never take them from JAX.
   t, d = fs.num_frames, fs.feature_dim
   signature = {
