@@ -1,12 +1,13 @@
-"""The seed pipelines' backbones through the project's own path: a config naming one,
-with a weights file as users give it, extracts tiny demo videos; MobileNetV2's features
-are trained on (training sees only the width d).
+"""The seed pipelines' backbones through the project's own path: a config naming each,
+with a weights file as users give it (torchvision's), extracts tiny demo videos and
+trains on the features.
 
 The numerics of each port are checked against Keras, torchvision and timm in
 test_mobilenet_inception.py and test_efficientnet_b0_v2.py; this pins the plumbing:
 the loader's input scaling (the 'layout' collection) saved beside the features and
 read back, the feature width the spec promises, training on what was written.
 """
+import importlib.util
 import json
 import pathlib
 import sys
@@ -32,11 +33,25 @@ def _torch_state(ref):
   return golden_state(meta["seed"], meta["keys"])
 
 
-# (backbone, weights of the layout a user downloads, frame side: the smallest each takes).
-# Extraction compiles each backbone (8-20 s of the suite's time each, which is at its
-# limit): MobileNetV2 (torch layout, the 'layout' collection's padding switch and scaling).
+def _efficientnet_state(ref):
+  spec = importlib.util.spec_from_file_location(
+      "make_goldens", HERE / "reference" / "make_torch_goldens_efficientnet.py")
+  lib = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(lib)
+  golden = lib.read(HERE / "data" / "efficientnet_torch_goldens.json.gz")
+  model = golden["models"][ref]
+  return lib.fill(model["keys"], golden["seed"], model["gain"])
+
+
+# backbone: (torchvision weights, as a user downloads them; frame side, the smallest each
+# takes). Their PyTorch padding and input scaling go through the 'layout' collection,
+# saved beside the features. Extraction compiles each backbone (the test's cost); the
+# training steps of the three 1280-d ones are one compile (the suite's XLA cache).
 CASES = {
     "mobilenet_v2": (lambda: _torch_state("torchvision_mobilenet_v2"), 32),
+    "inception_v3": (lambda: _torch_state("torchvision_inception_v3"), 75),
+    "efficientnet_b0": (lambda: _efficientnet_state("torchvision_efficientnet_b0"), 32),
+    "efficientnetv2_s": (lambda: _efficientnet_state("torchvision_efficientnet_v2_s"), 32),
 }
 
 
@@ -64,6 +79,6 @@ def test_a_config_with_the_backbone_extracts(name, videos, tmp_path):
   test = F.load_split(c.data.features_dir, "test")
   assert test.features.shape[1:] == (2, backbone_feature_dim(name))
   assert np.isfinite(test.features).all() and np.abs(test.features).max() > 0
-  if name == "mobilenet_v2":  # a whole run costs about 8 s of this suite's time
-    result = train.train_and_evaluate(c, str(tmp_path / "run"), echo=lambda *_: None)
-    assert result["num_examples"] == len(test.labels) > 0
+  result = train.train_and_evaluate(c, str(tmp_path / "run"), echo=lambda *_: None)
+  assert result["num_examples"] == len(test.labels) > 0
+  assert np.isfinite(result["test_loss"])
