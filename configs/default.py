@@ -88,6 +88,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (the whole frame squeezed). Features of other crops give spatial test-time views:
   # scripts/evaluate.py --features_dir.
   c.extract.crop = "center"
+  # Of the short side the square keeps (1.0: all of it). ImageNet weights were evaluated
+  # on a central part: 0.875 for torchvision's and timm's 224-px ones (resize to 256, crop
+  # 224), 1.0 for Keras's and the seed pipelines (README, "Backbones").
+  c.extract.crop_fraction = 1.0
   # Temporal views averaged per position, e.g. (1.0, 0.85, 1.15): scale s samples a
   # window s times the clip, centred (see video.sample_indices_at_scale).
   c.extract.temporal_scales = (1.0,)

@@ -28,6 +28,13 @@ def test_cnn_spec_hashes_are_unchanged(keys, want):
   assert F.spec_hash(spec) == want
 
 
+def test_a_crop_fraction_is_in_the_spec_only_when_set():
+  assert "crop_fraction" not in extract.extraction_spec(_config(crop_fraction=1.0))
+  spec = extract.extraction_spec(_config(crop_fraction=0.875))
+  assert spec["crop_fraction"] == 0.875
+  assert F.spec_hash(spec) != F.spec_hash(extract.extraction_spec(_config()))
+
+
 def test_specs_describe_their_backbones():
   assert set(backbones.BACKBONES) == set(models.BACKBONE_NAMES)
   for name, spec in backbones.BACKBONES.items():

@@ -25,7 +25,7 @@ def test_every_bad_key_is_listed_in_one_message():
                "data.val_fraction": 1.0, "train.checkpoint_every_steps": -1,
                "data.val_seed": -1}
   bad_extract = {"extract.backbone": "foo", "extract.pooling": "max",
-                 "extract.crop": "top", "extract.image_size": 0, "extract.grid_size": 0,
+                 "extract.crop": "top", "extract.crop_fraction": 1.5, "extract.image_size": 0, "extract.grid_size": 0,
                  "extract.shard_size": 0, "extract.num_workers": 0, "extract.batch_size": 0}
   # Every stage checks the data section; the sequence length is extracted and trained on.
   both = {"data.layout": "kinetics", "data.num_frames": -1}

@@ -113,6 +113,21 @@ def test_read_video_crops_the_centre_square(tmp_path, landscape):
   assert (out[..., 1] - out[..., 0]).max() < 40  # No green left.
 
 
+def test_extraction_reads_the_spec_crop_fraction(tmp_path):
+  """extract.read_views passes the spec's crop_fraction: half the short side doubles the
+  centre marker (16 px of 96 -> 16 px of 48 kept, resized to 32)."""
+  from videojax import extract  # pylint: disable=g-import-not-at-top
+  frame = np.zeros((96, 160, 3), np.uint8)
+  frame[40:56, 72:88] = 255
+  path = _write_avi(tmp_path / "wide.avi", np.stack([frame] * 2))
+  spec = {"num_frames": 2, "image_size": 32}
+  whole, _, _ = extract.read_views(path, spec)
+  half, _, _ = extract.read_views(path, {**spec, "crop_fraction": 0.5})
+  marker = lambda f: int((f[0, ..., 0] > 128).sum())
+  assert marker(whole) == pytest.approx(5.3 ** 2, rel=0.3)  # 16 * 32 / 96 = 5.3 px a side
+  assert marker(half) == pytest.approx(10.7 ** 2, rel=0.3)  # 16 * 32 / 48
+
+
 def test_read_video_converts_bgr_to_rgb(tmp_path):
   red_bgr = np.zeros((3, 32, 32, 3), np.uint8)
   red_bgr[..., 2] = 255
@@ -338,3 +353,22 @@ def test_crops_keep_the_named_square_of_a_landscape_frame():
   assert all(rgb["full"][..., c].max() == 200 for c in range(3))
   with pytest.raises(ValueError, match="crop='top'; accepted: center, start, end, full"):
     video.read_video_views(__file__, 4, 4, (1.0,), crop="top")
+
+
+def test_a_crop_fraction_keeps_the_central_part_of_the_short_side():
+  """torchvision's resize to 256 and centre crop of 224: the central 0.875 of the short side."""
+  from videojax.data.video import _to_square_rgb
+  rng = np.random.default_rng(0)
+  frame = rng.integers(0, 256, (64, 96, 3), np.uint8)  # BGR
+  # 56 of the 64 rows (no resize at 56 px): rows 4..59, columns 20..75, as RGB.
+  np.testing.assert_array_equal(_to_square_rgb(frame, 56, "center", 0.875),
+                                frame[4:60, 20:76, ::-1])
+  # start / end: the same square's side, at the long side's ends, centred on the short one.
+  np.testing.assert_array_equal(_to_square_rgb(frame, 56, "start", 0.875),
+                                frame[4:60, :56, ::-1])
+  np.testing.assert_array_equal(_to_square_rgb(frame, 56, "end", 0.875), frame[4:60, 40:, ::-1])
+  # full: that fraction of each side (56 x 84), squeezed.
+  np.testing.assert_array_equal(_to_square_rgb(frame, 56, "full", 0.875),
+                                _to_square_rgb(frame[4:60, 6:90], 56, "full"))
+  with pytest.raises(ValueError, match="crop_fraction=0; accepted: 0 < f <= 1"):
+    video.read_video_views(__file__, 4, 4, (1.0,), crop_fraction=0)

@@ -149,6 +149,9 @@ def _check_extract(c: _Checker) -> None:
         "config.extract.pooling="):
       c.problems[-1] += " (for whole feature maps use grid with grid_size = image_size / 32)"
   c.name("extract.crop", video.CROPS, default="center")
+  if c.get("extract.crop_fraction", _MISSING) is not _MISSING:  # Older configs: 1.0.
+    c.check("extract.crop_fraction", lambda v: _is_number(v) and 0 < v <= 1,
+            "a fraction 0 < f <= 1 of the short side (0.875: torchvision's 224 of 256)")
   for key in ("data.num_frames", "extract.image_size", "extract.grid_size",
               "extract.batch_size", "extract.shard_size", "extract.num_workers"):
     c.positive_int(key)

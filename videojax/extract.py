@@ -61,6 +61,8 @@ def extraction_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
     spec["grid_size"] = e.grid_size
   if e.get("crop", "center") != "center":  # Absent for the default: older hashes hold.
     spec["crop"] = e.crop
+  if e.get("crop_fraction", 1.0) != 1.0:  # Likewise.
+    spec["crop_fraction"] = float(e.crop_fraction)
   if tuple(e.temporal_scales) != (1.0,):
     spec["temporal_scales"] = [float(v) for v in e.temporal_scales]
   if not pixels:
@@ -219,7 +221,7 @@ def read_views(path: str | os.PathLike, spec: dict[str, Any]):
   """`video.read_video_views` of a file with an extraction spec's frames, size and scales."""
   return video.read_video_views(path, spec["num_frames"], spec["image_size"],
                                 tuple(spec.get("temporal_scales", (1.0,))),
-                                spec.get("crop", "center"))
+                                spec.get("crop", "center"), spec.get("crop_fraction", 1.0))
 
 
 def read_example_views(example: sources.Clip, spec: dict[str, Any]):
@@ -228,7 +230,7 @@ def read_example_views(example: sources.Clip, spec: dict[str, Any]):
     return read_views(example.path, spec)
   return video.read_encoded_views(example.frames(), spec["num_frames"], spec["image_size"],
                                   tuple(spec.get("temporal_scales", (1.0,))), example.video_id,
-                                  spec.get("crop", "center"))
+                                  spec.get("crop", "center"), spec.get("crop_fraction", 1.0))
 
 
 def extract_shard(examples: Sequence[sources.Clip], path: pathlib.Path, *, embed,

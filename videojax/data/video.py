@@ -99,7 +99,8 @@ def sample_indices_at_scale(num_available: int, num_frames: int,
 CROPS = ("center", "start", "end", "full")
 
 
-def _to_square_rgb(frame: np.ndarray, image_size: int, crop: str = "center") -> np.ndarray:
+def _to_square_rgb(frame: np.ndarray, image_size: int, crop: str = "center",
+                   fraction: float = 1.0) -> np.ndarray:
   """Crops a decoded frame to a square (see CROPS) and resizes it.
 
   Args:
@@ -107,19 +108,28 @@ def _to_square_rgb(frame: np.ndarray, image_size: int, crop: str = "center") -> 
       decodes it.
     image_size: side of the output.
     crop: one of CROPS.
+    fraction: of the short side the square keeps, centred on it (the "crop
+      fraction" of ImageNet evaluation: torchvision's resize to 256, crop 224 is
+      0.875); "full" keeps this fraction of each side, centred.
 
   Returns:
     u8[image_size, image_size, 3] RGB.
   """
   h, w = frame.shape[:2]
-  side = min(h, w)
-  if crop != "full":
+  if crop == "full":
+    rows, cols = max(1, round(h * fraction)), max(1, round(w * fraction))
+    share = 0.5
+  else:
+    rows = cols = max(1, round(min(h, w) * fraction))
     share = {"center": 0.5, "start": 0.0, "end": 1.0}[crop]
-    top, left = int((h - side) * share), int((w - side) * share)
-    frame = frame[top:top + side, left:left + side]
+  if (rows, cols) != (h, w):
+    # Along the long side at `share`; along the short side (or both, for "full") centred.
+    top = int((h - rows) * (share if h > w else 0.5))
+    left = int((w - cols) * (share if w > h else 0.5))
+    frame = frame[top:top + rows, left:left + cols]
   if frame.shape[:2] != (image_size, image_size):
     # INTER_AREA averages the pixels a shrink drops; it aliases less.
-    interpolation = cv2.INTER_AREA if side > image_size else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_AREA if min(rows, cols) > image_size else cv2.INTER_LINEAR
     frame = cv2.resize(frame, (image_size, image_size), interpolation=interpolation)
   if frame.ndim == 2:
     return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
@@ -152,7 +162,8 @@ def _reported_count(capture: cv2.VideoCapture) -> int:
 
 
 def _decode_pass(path: pathlib.Path, capture: cv2.VideoCapture, wanted: np.ndarray,
-                 image_size: int, crop: str = "center") -> tuple[dict[int, np.ndarray], int]:
+                 image_size: int, crop: str = "center",
+                 crop_fraction: float = 1.0) -> tuple[dict[int, np.ndarray], int]:
   """Reads a stream to its end, converting only the wanted frames.
 
   Args:
@@ -175,7 +186,7 @@ def _decode_pass(path: pathlib.Path, capture: cv2.VideoCapture, wanted: np.ndarr
         ok, frame = capture.retrieve()
         if not ok or frame is None:
           raise VideoError(f"{path}: frame {count} was read but could not be decoded")
-        kept[count] = _to_square_rgb(frame, image_size, crop)
+        kept[count] = _to_square_rgb(frame, image_size, crop, crop_fraction)
       count += 1
       if count > _MAX_FRAMES:
         raise VideoError(f"{path}: more than {_MAX_FRAMES} frames; "
@@ -216,11 +227,12 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
 
 def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: int,
                      scales: tuple[float, ...], crop: str = "center",
-                     ) -> tuple[np.ndarray, np.ndarray, int]:
+                     crop_fraction: float = 1.0) -> tuple[np.ndarray, np.ndarray, int]:
   """Decodes the frames of several temporal views of a file, each frame once.
 
   View v samples `sample_indices_at_scale(n, num_frames, scales[v])`; every
-  frame is cropped to the square `crop` (see CROPS) and resized.
+  frame is cropped to the square `crop` (see CROPS) of `crop_fraction` of its
+  short side (0 < f <= 1) and resized.
 
   Returns:
     (frames, frame_of, length): the distinct sampled frames u8[k, s, s, 3] in
@@ -237,6 +249,8 @@ def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: 
     raise ValueError(f"image_size must be >= 1, got {image_size}")
   if crop not in CROPS:
     raise ValueError(f"crop={crop!r}; accepted: {', '.join(CROPS)}")
+  if not 0 < crop_fraction <= 1:
+    raise ValueError(f"crop_fraction={crop_fraction!r}; accepted: 0 < f <= 1")
   path = pathlib.Path(path)
   if not path.is_file():
     reason = "is a directory, not a video file" if path.is_dir() else "no such file"
@@ -249,7 +263,7 @@ def read_video_views(path: str | os.PathLike[str], num_frames: int, image_size: 
       capture = _open(path)
     # With no hint nothing is kept: the pass only counts the frames.
     views, wanted = _views(count_hint, num_frames, scales)
-    kept, count = _decode_pass(path, capture, wanted, image_size, crop)
+    kept, count = _decode_pass(path, capture, wanted, image_size, crop, crop_fraction)
     if count == 0:
       raise VideoError(f"{path}: no decodable frames (reported frame count "
                        f"{count_hint or 'unknown'})")
@@ -280,7 +294,7 @@ def _assemble(kept: dict[int, np.ndarray], wanted: np.ndarray,
 
 def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: int,
                        scales: tuple[float, ...], name: str, crop: str = "center",
-                       ) -> tuple[np.ndarray, np.ndarray, int]:
+                       crop_fraction: float = 1.0) -> tuple[np.ndarray, np.ndarray, int]:
   """`read_video_views` of a clip stored as one encoded image per frame.
 
   For frames that a dataset keeps as images (tensorflow-datasets stores a
@@ -290,7 +304,7 @@ def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: in
 
   Args:
     encoded: bytes[n], the frames in time order, each a JPEG/PNG/... image.
-    num_frames, image_size, scales, crop: as `read_video_views`.
+    num_frames, image_size, scales, crop, crop_fraction: as `read_video_views`.
     name: the clip, for error messages.
 
   Returns:
@@ -314,5 +328,5 @@ def read_encoded_views(encoded: Sequence[bytes], num_frames: int, image_size: in
     frame = cv2.imdecode(np.frombuffer(encoded[i], np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
       raise VideoError(f"{name}: frame {i} of {len(encoded)} is not a decodable image")
-    kept[i] = _to_square_rgb(frame, image_size, crop)
+    kept[i] = _to_square_rgb(frame, image_size, crop, crop_fraction)
   return _assemble(kept, wanted, views)
