@@ -16,7 +16,8 @@ extraction splits it. TensorFlow runs on its default intra-op pool (every core).
 
 Per layer: ms per batch, GMAC/s and ours / TensorFlow (> 1: ours faster); the total weights each
 layer by its count in ResNet-50. "cores" is process CPU time / wall time while it ran: how many
-cores the kernel kept busy. The whole-model row times our ResNet-50 (preprocessing and
+cores the kernel kept busy (or got, on a shared machine); frames per CPU-s, the whole model's
+frames over its process CPU time, is the figure least moved by other jobs' load. The whole-model row times our ResNet-50 (preprocessing and
 `module.apply`, jitted as `extract.make_embed_fn` does, with each variant's options) against
 `keras.applications.ResNet50(weights=None, include_top=False, pooling='avg')` `predict_on_batch`
 (with its `preprocess_input`) on the same uint8 frames; each variant's features are compared with
@@ -203,7 +204,8 @@ def whole_xla(module, variables, frames: np.ndarray, devices: int, options: dict
 
 
 def interleave(fns: dict, repeats: int) -> dict:
-  """{name: (median wall s, median cores)}: a warm-up call each, then `repeats` rounds in turn."""
+  """{name: (median wall s, median cores, median CPU s)}: a warm-up call each, then `repeats`
+  rounds in turn."""
   for fn in fns.values():
     jax.block_until_ready(fn())
   walls, cpus = collections.defaultdict(list), collections.defaultdict(list)
@@ -211,8 +213,10 @@ def interleave(fns: dict, repeats: int) -> dict:
     for name, fn in fns.items():
       wall, cpu = timed(fn)
       walls[name].append(wall)
-      cpus[name].append(cpu / wall)
-  return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in fns}
+      cpus[name].append(cpu)
+  return {n: (statistics.median(walls[n]),
+              statistics.median(c / w for c, w in zip(cpus[n], walls[n])),
+              statistics.median(cpus[n])) for n in fns}
 
 
 def tf_versions() -> str:
@@ -276,12 +280,12 @@ def main(argv):
         fns["tf"] = tf_conv(conv, fuse, arrays)
       result = interleave(fns, repeats)
       gmac = conv.macs() * batch / 1e9
-      for name, (wall, _) in result.items():
+      for name, (wall, _, _) in result.items():
         total[name] += count * wall
       cells = [f"{1e3 * result[c][0]:.1f} ({gmac / result[c][0]:.0f}, {result[c][1]:.1f})"
                for c in columns]
       if use_tf:
-        tf_wall, tf_cores = result["tf"]
+        tf_wall, tf_cores, _ = result["tf"]
         cells += [f"{1e3 * tf_wall:.1f} ({gmac / tf_wall:.0f}, {tf_cores:.1f})"]
         cells += [f"{tf_wall / result[c][0]:.2f}" for c in columns]
       rows.append(f"| {conv.name()} | {count} | {conv.macs() / 1e9:.3f} | " + " | ".join(cells)
@@ -327,7 +331,7 @@ def whole_model(size, batch, repeats, columns, col_name, options, use_tf) -> lis
   result = interleave(fns, repeats)
   reference = {d: features[("default", d)] for _, d in columns if ("default", d) in features}
   rows = []
-  for name, (wall, cores) in result.items():
+  for name, (wall, cores, cpu) in result.items():
     macs = ours_macs if name != "keras" else keras_macs
     label = col_name.get(name, "Keras ResNet50 predict_on_batch (TF oneDNN)")
     numerics = ""
@@ -336,14 +340,15 @@ def whole_model(size, batch, repeats, columns, col_name, options, use_tf) -> lis
       numerics = f"{diff / scale:.1e}"
     vs = f"{result['keras'][0] / wall:.2f}" if use_tf else ""
     rows.append(f"| {label} | {batch / wall:.2f} | {batch / wall * macs / 1e9:.1f} | "
-                f"{cores:.1f} | {vs} | {numerics} |")
+                f"{cores:.1f} | {batch / cpu:.2f} | {vs} | {numerics} |")
   return [
       f"Whole model, batch {batch}, u8 frames in, features out (preprocessing included). Ours "
       f"{ours_macs / 1e9:.3f} GMAC per frame (v1.5). {keras_line}Numerics: max |features - "
       "default's| / max |default's| on the same device count.",
       "",
-      "| model | frames/s | GMAC/s | cores | Keras time / this (> 1: faster) | vs default |",
-      "|---|---|---|---|---|---|",
+      "| model | frames/s | GMAC/s | cores | frames per CPU-s | Keras time / this (> 1: "
+      "faster) | vs default |",
+      "|---|---|---|---|---|---|---|",
       *rows,
       "",
   ]
