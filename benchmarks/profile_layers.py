@@ -17,8 +17,9 @@ extraction splits it. TensorFlow runs on its default intra-op pool (every core).
 Per layer: ms per batch, GMAC/s and ours / TensorFlow (> 1: ours faster); the total weights each
 layer by its count in ResNet-50. "cores" is process CPU time / wall time while it ran: how many
 cores the kernel kept busy (or got, on a shared machine); frames per CPU-s, the whole model's
-frames over its process CPU time, is the figure least moved by other jobs' load. The whole-model row times our ResNet-50 (preprocessing and
-`module.apply`, jitted as `extract.make_embed_fn` does, with each variant's options) against
+frames over its process CPU time, is the figure least moved by other jobs' load. The whole-model
+row times our ResNet-50 (preprocessing and `module.apply`, jitted as `extract.make_embed_fn`
+does, with each variant's options) against
 `keras.applications.ResNet50(weights=None, include_top=False, pooling='avg')` `predict_on_batch`
 (with its `preprocess_input`) on the same uint8 frames; each variant's features are compared with
 the default variant's (max |diff| / max |default|). The backbone has no matmul (no classifier), so
