@@ -20,6 +20,9 @@ ratio ours / Keras and GMAC/s. Keras is imported in that mode only.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# --vs_keras compares with Keras as its users run it: TensorFlow's oneDNN kernels on, its default
+# on x86 (platform.quiet_start, which the training scripts call, turns them off; not called here).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import math  # noqa: E402
 import pathlib  # noqa: E402
@@ -191,25 +194,6 @@ def stages():
   ])
 
 
-def keras_macs_per_frame(model) -> float:
-  """Multiply-adds per frame of a Keras CNN, counted from its layers: every Conv2D
-  (out_h * out_w * k_h * k_w * c_in / groups * c_out), DepthwiseConv2D and Dense.
-  Batch norms, activations and pooling are left out."""
-  import keras
-
-  total = 0
-  for layer in model.layers:
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
-      kernel = layer.kernel.shape
-      out = layer.output.shape
-      spatial = math.prod(out[1:-1]) if len(out) > 2 else 1
-      if isinstance(layer, keras.layers.DepthwiseConv2D):
-        total += spatial * math.prod(kernel[:2]) * out[-1]
-      else:
-        total += spatial * math.prod(kernel)
-  return float(total)
-
-
 def vs_keras():
   """Ours against Keras's same backbone: model only and end to end, interleaved."""
   if _BACKBONE.value not in KERAS_TWINS:
@@ -228,12 +212,13 @@ def vs_keras():
   os.environ.setdefault("KERAS_BACKEND", "tensorflow")
   import keras
   import tensorflow as tf
+  from tensorflow.python.util import _pywrap_util_port
 
   cls, prep = KERAS_TWINS[_BACKBONE.value]
   twin = getattr(keras.applications, cls)(weights=None, include_top=False, pooling="avg",
                                           input_shape=(size, size, 3))
   preprocess = getattr(keras.applications, prep).preprocess_input
-  keras_macs = keras_macs_per_frame(twin)
+  keras_macs = bench_lib.keras_macs_per_frame(twin)
 
   def keras_embed(frames):
     return twin.predict_on_batch(preprocess(frames.astype(np.float32)))
@@ -278,7 +263,8 @@ def vs_keras():
     ratio = statistics.median(rates["ours"]) / statistics.median(rates["keras"])
     rows.append(f"| {stage} | {cell(rates['ours'])} | {cell(rates['keras'])} | **{ratio:.2f}** "
                 f"| {gmacs(rates['ours'], ours_macs)} | {gmacs(rates['keras'], keras_macs)} |")
-  onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset: on")
+  # What TensorFlow loaded with, not what the environment asked for.
+  onednn = "on" if _pywrap_util_port.IsMklEnabled() else "off"
   _report(_header() + [
       f"Ours: `extract.make_embed_fn` on {mesh.devices.size} XLA device(s); end to end "
       f"`extract.extract_shard` with {workers} decoding thread(s). Keras {keras.__version__} "

@@ -143,6 +143,25 @@ def macs_per_frame(name: str, module, variables, image_size: int) -> float:
   return float(jaxpr_macs(jax.make_jaxpr(apply)(variables, frame).jaxpr))
 
 
+def keras_macs_per_frame(model) -> float:
+  """Multiply-adds per frame of a Keras CNN, counted from its layers: every Conv2D
+  (out_h * out_w * k_h * k_w * c_in / groups * c_out), DepthwiseConv2D and Dense.
+  Batch norms, activations and pooling are left out."""
+  import keras
+
+  total = 0
+  for layer in model.layers:
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+      kernel = layer.kernel.shape
+      out = layer.output.shape
+      spatial = math.prod(out[1:-1]) if len(out) > 2 else 1
+      if isinstance(layer, keras.layers.DepthwiseConv2D):
+        total += spatial * math.prod(kernel[:2]) * out[-1]
+      else:
+        total += spatial * math.prod(kernel)
+  return float(total)
+
+
 def decode_rate(examples: Sequence, num_frames: int, image_size: int,
                 num_workers: int) -> tuple[float, list, int]:
   """Decoding alone, as extraction decodes (`video.read_video_views` in a thread pool).

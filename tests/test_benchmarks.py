@@ -44,7 +44,7 @@ def videojax_imports_resolve(path: pathlib.Path) -> list[str]:
 
 
 @pytest.mark.parametrize("script", ["bench_extract.py", "bench_temporal.py", "profile_step.py",
-                                    "accelerator_check.py"])
+                                    "accelerator_check.py", "profile_layers.py"])
 def test_benchmark_imports_resolve_and_it_runs_through_cli(script):
   text = (BENCHMARKS / script).read_text()
   assert "videojax.cli" in videojax_imports_resolve(BENCHMARKS / script)
