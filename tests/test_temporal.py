@@ -90,8 +90,13 @@ def test_examples_are_independent(model_and_params):
                              want, atol=ATOL)
 
 
-def test_padding_gives_same_gradients(model_and_params):
-  model, params = model_and_params
+# bilstm_attention and transformer: test_lstm_attention pins the stronger form (each clip
+# alone against the padded batch, attention pooling and learned positions); their forward
+# pass under this padding is pinned for every model by test_longer_padding_changes_nothing.
+@pytest.mark.parametrize(
+    "name", [n for n in MODEL_NAMES if n not in ("bilstm_attention", "transformer")])
+def test_padding_gives_same_gradients(name):
+  model, params = _model_and_params(name)
   labels = jnp.array([0, 3, 1])
 
   def loss(p, x, mask):
