@@ -88,18 +88,19 @@ def numpy_variables(module, image_size: int, seed: int = 0) -> dict:
 
 
 def embed_fn(name: str, module, variables, mesh) -> Callable[[np.ndarray], np.ndarray]:
-  """Extraction's own jitted embed (`extract.make_embed_fn`): u8[n, s, s, 3] -> [n, d]."""
+  """Extraction's own jitted embed (`extract.make_embed_fn`): u8[n, s, s, 3] -> [n, d],
+  a jax.Array dispatched asynchronously (time it through `np.asarray`)."""
   return extract.make_embed_fn(name, module, variables, mesh)
 
 
 def frames_per_second(embed: Callable[[np.ndarray], np.ndarray], frames: np.ndarray,
                       repeats: int) -> float:
-  """Frames/s of `embed(frames)`: the median of `repeats` calls after a warm-up call."""
-  embed(frames)
+  """Frames/s of `embed(frames)`, waited for: the median of `repeats` calls after a warm-up."""
+  np.asarray(embed(frames))
   times = []
   for _ in range(max(1, repeats)):
     t0 = time.perf_counter()
-    embed(frames)
+    np.asarray(embed(frames))
     times.append(time.perf_counter() - t0)
   return len(frames) / float(np.median(times))
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import default
@@ -127,3 +128,23 @@ def test_a_damaged_shard_is_named_verified_aside_and_re_extracted_alone(setup, t
       {k: v for k, v in before.items() if k != bad.name}
   assert F.load_split(features, "train").video_ids == _ids(lines)
   assert F.verify_shards(features) == ([], 5, 0)
+
+
+def test_the_packer_keeps_a_batch_in_flight_without_overwriting_it():
+  """FramePacker dispatches a full batch, then collects the one before: an embed computed
+  only when collected (as a jax.Array may be) must still see each batch's own frames."""
+
+  class Lazy:  # The features of `frames` as they are when np.asarray asks, like a late device.
+    def __init__(self, frames):
+      self.frames = frames
+    def __array__(self, dtype=None, copy=None):
+      return self.frames.reshape(len(self.frames), -1)[:, :1].astype(np.float32)
+
+  packer = extract.FramePacker(Lazy, batch_size=2, num_clips=3, num_frames=3, image_size=1,
+                               feature_dim=1)
+  for clip in range(3):  # Frame value 10 * clip + position: 9 frames over 5 batches of 2.
+    frames = (10 * clip + np.arange(3, dtype=np.uint8)).reshape(3, 1, 1, 1).repeat(3, -1)
+    packer.add(clip, frames, np.arange(3)[None])
+  packer.flush()
+  np.testing.assert_array_equal(packer.features[..., 0],
+                                10 * np.arange(3)[:, None] + np.arange(3)[None])

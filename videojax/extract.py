@@ -122,7 +122,9 @@ def make_embed_fn(backbone: str, module, variables,
                   mesh: Mesh) -> Callable[[np.ndarray], np.ndarray]:
   """frames u8[n, s, s, 3] -> features f32[n, d]; n a multiple of the mesh size.
 
-  `backbone` names the module's architecture, which fixes the preprocessing.
+  `backbone` names the module's architecture, which fixes the preprocessing. The
+  features come back as a jax.Array as soon as the work is dispatched: `np.asarray`
+  waits for them, so the caller can prepare the next batch meanwhile (FramePacker).
   """
   repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   variables = jax.device_put(variables, repl)
@@ -133,7 +135,7 @@ def make_embed_fn(backbone: str, module, variables,
     return module.apply(variables, preprocess(frames))
 
   embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data)
-  return lambda frames: np.asarray(embed(variables, jax.device_put(frames, data)))
+  return lambda frames: embed(variables, jax.device_put(frames, data))
 
 
 def pixels(frames: np.ndarray) -> np.ndarray:
@@ -177,6 +179,11 @@ class FramePacker:
   each position shows (see `video.read_video_views`); a position's feature is
   the mean over the views in which it lies inside the clip.
 
+  One batch is on the device while the next is filled: a full batch is
+  dispatched, then the one before it is collected (`embed` may return an array
+  that is computed asynchronously, `make_embed_fn`), and filling goes on in the
+  other of two buffers, whose batch has been collected.
+
   Attributes:
     features: f32[n, t, d] per clip slot, after `flush`; positions past each
       clip's length stay 0.
@@ -185,9 +192,11 @@ class FramePacker:
   def __init__(self, embed, batch_size: int, num_clips: int, num_frames: int,
                image_size: int, feature_dim: int):
     self._embed = embed
-    self._buf = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
+    self._bufs = [np.zeros((batch_size, image_size, image_size, 3), np.uint8) for _ in range(2)]
+    self._buf = self._bufs[0]
     # Per buffer row: (clip, the positions it fills, once per view showing it).
     self._owners: list[tuple[int, np.ndarray]] = []
+    self._pending = None  # (owners, features) of the batch on the device.
     self._sum = np.zeros((num_clips, num_frames, feature_dim), np.float32)
     self._count = np.zeros((num_clips, num_frames), np.int32)
 
@@ -204,17 +213,31 @@ class FramePacker:
       self._buf[len(self._owners)] = frame
       self._owners.append((clip, positions))
       if len(self._owners) == len(self._buf):
-        self.flush()
+        self._dispatch()
 
   def flush(self) -> None:
-    if not self._owners:
-      return
+    """Embeds the frames added so far (a partial batch too) and waits for every batch."""
+    if self._owners:
+      self._dispatch()
+    self._collect()
+
+  def _dispatch(self) -> None:
     self._buf[len(self._owners):] = 0
     out = self._embed(self._buf)
-    for row, (clip, positions) in enumerate(self._owners):
+    self._collect()  # The batch before: its buffer is free once it is collected.
+    self._pending = (self._owners, out)
+    self._owners = []
+    self._buf = self._bufs[1] if self._buf is self._bufs[0] else self._bufs[0]
+
+  def _collect(self) -> None:
+    if self._pending is None:
+      return
+    owners, out = self._pending
+    out = np.asarray(out)
+    for row, (clip, positions) in enumerate(owners):
       np.add.at(self._sum[clip], positions, out[row])
       np.add.at(self._count[clip], positions, 1)
-    self._owners = []
+    self._pending = None
 
 
 def read_views(path: str | os.PathLike, spec: dict[str, Any]):
