@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from videojax import distributed, platform
@@ -176,3 +178,30 @@ def test_quiet_start_sets_what_is_unset_unless_verbosity_asks(monkeypatch):
   assert platform.quiet_start(["x"])
   assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
   assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0" and os.environ["TPU_STDERR_LOG_LEVEL"] == "2"
+
+
+def test_backbone_compiler_options_follow_the_switch_and_move_convolutions_off_ynnpack(
+    monkeypatch):
+  """On the CPU, extraction's backbone compiles with XLA's own convolutions (not YNNPACK's
+  fusions): the option is known to this jaxlib, changes the program, not the numbers."""
+  monkeypatch.delenv("VIDEOJAX_CPU_KERNELS", raising=False)
+  opts = platform.backbone_compiler_options()
+  assert opts == (platform.CPU_BACKBONE_COMPILER_OPTIONS if jax.default_backend() == "cpu"
+                  else {})
+  monkeypatch.setenv("VIDEOJAX_CPU_KERNELS", "0")
+  assert platform.backbone_compiler_options() == {}
+  if not opts:
+    return
+  rng = np.random.default_rng(0)
+  # A ResNet stage's 3x3 convolution (YNNPACK takes convolutions of this size, not tiny ones).
+  x = rng.normal(size=(4, 56, 56, 64)).astype(np.float32)
+  w = rng.normal(size=(3, 3, 64, 64)).astype(np.float32) / 24
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  default = jax.jit(conv).lower(x, w).compile()
+  eigen = jax.jit(conv, compiler_options=opts).lower(x, w).compile()
+  assert "%ynn_fusion" in default.as_text() and "%ynn_fusion" not in eigen.as_text()
+  np.testing.assert_allclose(eigen(x, w), default(x, w), rtol=1e-5, atol=1e-5)

@@ -134,7 +134,8 @@ def make_embed_fn(backbone: str, module, variables,
   def embed(variables, frames):
     return module.apply(variables, preprocess(frames))
 
-  embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data)
+  embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data,
+                  compiler_options=platform.backbone_compiler_options())
   return lambda frames: embed(variables, jax.device_put(frames, data))
 
 

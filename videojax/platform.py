@@ -13,10 +13,12 @@ and first thing in their main (before JAX initialises its backends),
 and the library calls `keep_tensorflow_off_accelerators()` where it builds a tf.data
 pipeline or a TensorBoard writer, the only places TensorFlow is used.
 
-Two CPU choices are kept, each worth more than 1.3x to a user on a laptop: the device
+Three CPU choices are kept, each worth more than 1.3x to a user on a laptop: the device
 split (1.9x backbone frames/s on 2 cores) and, where extraction builds a backbone,
 `cpu_kernels()`: EfficientNet-Lite's depthwise convolutions as shifted sums (5.0x
-Lite0 frames/s on 2 cores; the same params and function). Models read no platform
+Lite0 frames/s on 2 cores; the same params and function) and `backbone_compiler_options()`,
+XLA's own (Eigen) convolutions instead of YNNPACK's (1.32x Lite0 at 224 px, 1.17x at 112,
+1.10x ResNet-50; features within 2.2e-6 relative). Models read no platform
 setting: the caller passes the choice (`models.create_backbone(cpu_kernels=...)`).
 Everything else runs the standard path (flax/XLA convolutions and attention,
 autodiff): the other CPU tricks (1x1 convolutions as matmuls, hand-written
@@ -127,3 +129,17 @@ def cpu_kernels() -> bool:
   """
   import jax  # Here, not at import: importing this module must stay free of effects.
   return jax.default_backend() == "cpu" and os.environ.get("VIDEOJAX_CPU_KERNELS", "1") != "0"
+
+
+# XLA:CPU (jaxlib 0.10) sends convolutions to YNNPACK; its Eigen convolutions run the
+# backbones faster on x86 (BENCHMARKS.md, "Per-layer profile": YNNPACK loses on 1x1
+# convolutions over large maps). Dots stay on YNNPACK. The option is jaxlib 0.10's name
+# (pyproject pins jax ~= 0.10.2): change them together.
+CPU_BACKBONE_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def backbone_compiler_options() -> dict[str, str]:
+  """XLA compile options for a backbone's jitted embedding: CPU_BACKBONE_COMPILER_OPTIONS
+  where `cpu_kernels()` holds (the CPU, $VIDEOJAX_CPU_KERNELS not 0), else none."""
+  return dict(CPU_BACKBONE_COMPILER_OPTIONS) if cpu_kernels() else {}
