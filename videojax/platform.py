@@ -13,7 +13,7 @@ and first thing in their main (before JAX initialises its backends),
 and the library calls `keep_tensorflow_off_accelerators()` where it builds a tf.data
 pipeline or a TensorBoard writer, the only places TensorFlow is used.
 
-Three CPU choices are kept, each worth more than 1.3x to a user on a laptop: the device
+Three CPU choices are kept, each worth more than 1.3x on the default backbone: the device
 split (1.9x backbone frames/s on 2 cores) and, where extraction builds a backbone,
 `cpu_kernels()`: EfficientNet-Lite's depthwise convolutions as shifted sums (5.0x
 Lite0 frames/s on 2 cores; the same params and function) and `backbone_compiler_options()`,
