@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 import bench_lib  # noqa: E402 (this folder's shared helpers)
-from videojax import cli, models, sharding  # noqa: E402
+from videojax import cli, extract, models, sharding  # noqa: E402
 from videojax.errors import UserError  # noqa: E402
 
 # XLA:CPU compile options of jaxlib 0.10.2 (`Compiled.compile(compiler_options=...)`), by name;
@@ -190,18 +190,10 @@ def tf_conv(conv: Conv, fuse: bool, arrays):
 
 
 def whole_xla(module, variables, frames: np.ndarray, devices: int, options: dict):
-  """Our ResNet-50 on u8 frames as `extract.make_embed_fn` jits it, compiled with `options`."""
+  """Our ResNet-50 on u8 frames, extraction's `extract.make_embed_fn` compiled with `options`."""
   mesh = sharding.make_mesh(devices, local=True)
-  data, repl = sharding.batch_sharded(mesh), sharding.replicated(mesh)
-  variables = jax.device_put(variables, repl)
-
-  def embed(variables, frames):
-    return module.apply(variables, models.preprocess_frames("resnet50", frames))
-
-  x = jax.device_put(frames, data)
-  compiled = jax.jit(embed, in_shardings=(repl, data), out_shardings=data).lower(
-      variables, x).compile(compiler_options=options)
-  return lambda: np.asarray(compiled(variables, jax.device_put(frames, data)))
+  embed = extract.make_embed_fn("resnet50", module, variables, mesh, compiler_options=options)
+  return lambda: np.asarray(embed(frames))
 
 
 def interleave(fns: dict, repeats: int) -> dict:

@@ -118,13 +118,14 @@ def load_or_init_backbone(spec: dict[str, Any], features_dir: pathlib.Path):
   return module, variables
 
 
-def make_embed_fn(backbone: str, module, variables,
-                  mesh: Mesh) -> Callable[[np.ndarray], np.ndarray]:
+def make_embed_fn(backbone: str, module, variables, mesh: Mesh,
+                  compiler_options: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
   """frames u8[n, s, s, 3] -> features f32[n, d]; n a multiple of the mesh size.
 
   `backbone` names the module's architecture, which fixes the preprocessing. The
   features come back as a jax.Array as soon as the work is dispatched: `np.asarray`
   waits for them, so the caller can prepare the next batch meanwhile (FramePacker).
+  compiler_options: XLA's, for the compile; None: `platform.backbone_compiler_options()`.
   """
   repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   variables = jax.device_put(variables, repl)
@@ -135,7 +136,8 @@ def make_embed_fn(backbone: str, module, variables,
     return module.apply(variables, preprocess(frames))
 
   embed = jax.jit(embed, in_shardings=(repl, data), out_shardings=data,
-                  compiler_options=platform.backbone_compiler_options())
+                  compiler_options=(platform.backbone_compiler_options()
+                                    if compiler_options is None else compiler_options))
   return lambda frames: embed(variables, jax.device_put(frames, data))
 
 

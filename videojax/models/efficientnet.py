@@ -657,7 +657,7 @@ TORCH_LAYOUTS = {'_conv_stem.weight': 'lukemelas', 'conv_stem.weight': 'timm',
 # keys show: timm's tf_ ports and its own models share their keys.
 LAYOUT_CHOICES = {'lukemelas': ('lukemelas',), 'timm': ('timm_tf', 'timm'),
                   'torchvision': ('torchvision',)}
-LAYOUTS = ('lukemelas', 'timm_tf', 'timm', 'torchvision')
+LAYOUTS = tuple(name for names in LAYOUT_CHOICES.values() for name in names)
 
 
 def torch_layout(state: dict[str, np.ndarray]) -> str:
